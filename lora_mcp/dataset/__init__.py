@@ -1,0 +1,1 @@
+"""Training folders: inventory, problems with fixes, aspect buckets, caption files."""

@@ -1,0 +1,83 @@
+"""Confinement of every agent-supplied path to the configured roots.
+
+A path is accepted only when, after resolving `..` and every symlink, it lies inside one of the roots. Relative
+paths are taken relative to the first root. Nothing here touches a file outside the roots: resolution uses
+`os.path.realpath`, which only reads link targets.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lora_mcp.errors import NotFound, PathNotAllowed
+
+
+def _roots_text(roots: Sequence[Path]) -> str:
+    return ", ".join(str(r) for r in roots)
+
+
+def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "path") -> Path:
+    """Resolve `raw` and return it if it lies inside one of `roots`; raise PathNotAllowed otherwise."""
+    text = os.fspath(raw)
+    if not isinstance(text, str) or not text.strip():
+        raise PathNotAllowed(
+            f"The {what} is empty.", hint="Pass a folder or file inside the allowed roots.", field=what
+        )
+    if "\x00" in text:
+        raise PathNotAllowed(f"The {what} contains a NUL byte.", hint="Pass a plain path.", field=what)
+    candidate = Path(text).expanduser()
+    if any(part.startswith("-") for part in candidate.parts):
+        raise PathNotAllowed(
+            f"The {what} {text!r} has a component starting with '-', which tools could read as an option.",
+            hint="Rename the file or folder so no part of its path starts with '-'.",
+            field=what,
+        )
+    if not roots:
+        raise PathNotAllowed("No roots are configured.", hint="Set LORA_MCP_ROOTS.", field=what)
+    if not candidate.is_absolute():
+        candidate = roots[0] / candidate
+    resolved = Path(os.path.realpath(candidate))
+    for root in roots:
+        real_root = Path(os.path.realpath(root))
+        if resolved == real_root or resolved.is_relative_to(real_root):
+            return resolved
+    lexical = Path(os.path.normpath(candidate))
+    inside_lexically = any(lexical.is_relative_to(Path(os.path.normpath(r))) for r in roots)
+    reason = "a symlink in it points outside" if inside_lexically else "it lies outside"
+    raise PathNotAllowed(
+        f"The {what} {text!r} is refused: {reason} the allowed roots ({_roots_text(roots)}).",
+        hint="Use a path inside one of the roots, or ask the operator to add a root with LORA_MCP_ROOTS.",
+        field=what,
+    )
+
+
+def confine_existing_dir(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "folder") -> Path:
+    """Like `confine`, and the result must be an existing directory."""
+    path = confine(raw, roots, what=what)
+    if not path.exists():
+        raise NotFound(
+            f"The {what} {os.fspath(raw)!r} does not exist ({path}).",
+            hint="Check the spelling, or call inspect_dataset on a parent folder.",
+            field=what,
+        )
+    if not path.is_dir():
+        raise PathNotAllowed(
+            f"The {what} {os.fspath(raw)!r} is a file, not a folder.",
+            hint="Pass the folder that holds the images.",
+            field=what,
+        )
+    return path
+
+
+def confine_existing_file(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "file") -> Path:
+    """Like `confine`, and the result must be an existing regular file."""
+    path = confine(raw, roots, what=what)
+    if not path.is_file():
+        raise NotFound(
+            f"The {what} {os.fspath(raw)!r} does not exist or is not a file ({path}).",
+            hint="Check the path; generated configs are returned as config_path.",
+            field=what,
+        )
+    return path

@@ -1,0 +1,46 @@
+"""Tool adapter: inspect_dataset."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated
+
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from lora_mcp.dataset.inspect import DatasetReport, inspect_dataset
+from lora_mcp.paths import confine_existing_dir
+from lora_mcp.server.app import AppState
+from lora_mcp.server.errors import tool_errors
+
+
+def register(server: MCPServer, state: AppState) -> None:
+    """Register the dataset tools."""
+
+    @server.tool(name="inspect_dataset")
+    @tool_errors
+    async def inspect_dataset_tool(
+        folder: Annotated[str, Field(description="Folder of training images (inside the allowed roots).")],
+        ctx: Context,
+        trigger_word: Annotated[
+            str | None, Field(description="Trigger word every caption should contain, if any.")
+        ] = None,
+        resolutions: Annotated[
+            list[int] | None,
+            Field(description="Target side lengths for AI-Toolkit bucketing, e.g. [512, 768, 1024]."),
+        ] = None,
+    ) -> DatasetReport:
+        """Read-only check of a training folder: decodes every image and lists problems with fixes."""
+        path = confine_existing_dir(folder, state.settings.roots)
+
+        def progress(done: int, total: int) -> None:
+            anyio.from_thread.run(partial(ctx.report_progress, done, total, f"decoded {done}/{total} images"))
+
+        return await anyio.to_thread.run_sync(
+            partial(
+                inspect_dataset, path, trigger_word=trigger_word, resolutions=resolutions, progress=progress
+            )
+        )

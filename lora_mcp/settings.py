@@ -1,0 +1,131 @@
+"""Settings: the one place defaults live. Every value can be set from the environment (prefix LORA_MCP_)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """The per-user state directory (XDG_STATE_HOME on Linux, ~/Library/Application Support on macOS)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "lora-mcp"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "lora-mcp"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "lora-mcp"
+
+
+def _split_paths(value: object) -> object:
+    if isinstance(value, str):
+        return [p for p in value.split(os.pathsep) if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Configuration of one lora-mcp server; read from LORA_MCP_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="LORA_MCP_", extra="ignore", frozen=True)
+
+    home: Path = Field(default_factory=default_home)
+    """State directory: jobs.db, job directories and the default workspace."""
+
+    roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Folders an agent may read and write (os.pathsep-separated). Default: `<home>/workspace`."""
+
+    ai_toolkit_dir: Path | None = None
+    """Checkout of ostris/ai-toolkit (the folder holding run.py)."""
+
+    ai_toolkit_python: Path | None = None
+    """Python that runs AI-Toolkit. Default: `<ai_toolkit_dir>/venv/bin/python` if present, else this Python."""
+
+    caption_backend: Literal["joycaption", "ollama", "openai", "template"] = "joycaption"
+    """Default captioning backend."""
+
+    joycaption_model: str = "fancyfeast/llama-joycaption-beta-one-hf-llava"
+    """JoyCaption hub id or local folder."""
+
+    ollama_url: str = "http://127.0.0.1:11434"
+    """Ollama's base URL."""
+
+    openai_base_url: str | None = None
+    """Base URL of an OpenAI-compatible server (vLLM, LM Studio, llama.cpp, Ollama's /v1)."""
+
+    openai_api_key: str | None = None
+    """API key for the OpenAI-compatible server, if it needs one."""
+
+    review_model: str | None = None
+    """Model name used by the caption reviewer."""
+
+    http_token: str | None = None
+    """Bearer token required over HTTP; mandatory when binding a non-loopback address."""
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Host headers accepted over HTTP off loopback (comma-separated, e.g. `lora-trainer:8765`); empty = any."""
+
+    gpus: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["0"])
+    """GPU indices that get a training lane each (comma-separated)."""
+
+    comfyui_loras_dir: Path | None = None
+    """ComfyUI's models/loras folder, for export."""
+
+    @field_validator("roots", mode="before")
+    @classmethod
+    def _parse_roots(cls, value: object) -> object:
+        return _split_paths(value)
+
+    @field_validator("gpus", "allowed_hosts", mode="before")
+    @classmethod
+    def _parse_gpus(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [g.strip() for g in value.split(",") if g.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        roots = [r.expanduser().resolve() for r in self.roots] or [home / "workspace"]
+        object.__setattr__(self, "home", home)
+        object.__setattr__(self, "roots", roots)
+        return self
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Where job directories live."""
+        return self.home / "jobs"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite job store."""
+        return self.home / "jobs.db"
+
+    def trainer_python(self) -> Path:
+        """The interpreter that runs AI-Toolkit's run.py."""
+        if self.ai_toolkit_python is not None:
+            return self.ai_toolkit_python
+        if self.ai_toolkit_dir is not None:
+            for candidate in ("venv/bin/python", ".venv/bin/python", "venv/Scripts/python.exe"):
+                path = self.ai_toolkit_dir / candidate
+                if path.exists():
+                    return path
+        return Path(sys.executable)
+
+    def ensure_dirs(self) -> None:
+        """Create the state dir and the default workspace (never a user-configured root)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        default_ws = self.home / "workspace"
+        if default_ws in self.roots:
+            default_ws.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

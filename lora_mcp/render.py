@@ -12,9 +12,7 @@ def render_system_report(report: SystemReport) -> str:
     if not report.gpus:
         lines.append(f"  none ({report.gpu_note})")
     tk = report.ai_toolkit
-    lines.append(
-        f"AI-Toolkit: {tk.dir or 'not configured'} (run.py {'found' if tk.run_py_found else 'missing'})"
-    )
+    lines.append(f"AI-Toolkit: {tk.dir or 'not configured'} (run.py {'found' if tk.run_py_found else 'missing'})")
     lines.append(f"  python: {tk.python} ({'found' if tk.python_found else 'missing'})")
     lines.append(f"State dir: {report.state_dir}")
     lines.append("Roots: " + ", ".join(report.roots))

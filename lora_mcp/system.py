@@ -68,11 +68,7 @@ def parse_nvidia_smi_csv(text: str) -> list[GPUInfo]:
         try:
             mem_total = int(cells[2].split()[0])
             mem_used = int(cells[3].split()[0])
-            gpus.append(
-                GPUInfo(
-                    index=int(cells[0]), name=cells[1], memory_total_mb=mem_total, memory_used_mb=mem_used
-                )
-            )
+            gpus.append(GPUInfo(index=int(cells[0]), name=cells[1], memory_total_mb=mem_total, memory_used_mb=mem_used))
         except ValueError:
             continue  # "[N/A]" on some virtualised GPUs: skip the row rather than invent numbers
     return gpus
@@ -84,9 +80,7 @@ def query_gpus(timeout: float = 10.0) -> tuple[list[GPUInfo], str]:
     if exe is None:
         return [], "nvidia-smi not found: no NVIDIA driver on this machine, so training cannot run here."
     try:
-        proc = subprocess.run(
-            [exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run([exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [], f"nvidia-smi failed to run: {exc}"
     if proc.returncode != 0:
@@ -123,25 +117,19 @@ def system_check(settings: Settings, min_free_gb: float = 20.0) -> SystemReport:
     disks = [disk_info(settings.home)] + [disk_info(r) for r in settings.roots]
     problems: list[str] = []
     if not gpus:
-        problems.append(
-            f"No CUDA GPU visible ({gpu_note}) Training needs an NVIDIA GPU with a working driver."
-        )
+        problems.append(f"No CUDA GPU visible ({gpu_note}) Training needs an NVIDIA GPU with a working driver.")
     if settings.ai_toolkit_dir is None:
         problems.append("LORA_MCP_AI_TOOLKIT_DIR is not set: point it at a checkout of ostris/ai-toolkit.")
     elif not toolkit.run_py_found:
         problems.append(f"No run.py in {settings.ai_toolkit_dir}: is this an ai-toolkit checkout?")
     if not toolkit.python_found:
-        problems.append(
-            f"The trainer python {toolkit.python} does not exist: set LORA_MCP_AI_TOOLKIT_PYTHON."
-        )
+        problems.append(f"The trainer python {toolkit.python} does not exist: set LORA_MCP_AI_TOOLKIT_PYTHON.")
     for root in settings.roots:
         if not root.is_dir():
             problems.append(f"Root {root} does not exist: create it or fix LORA_MCP_ROOTS.")
     for disk in disks:
         if disk.free_gb < min_free_gb:
-            problems.append(
-                f"Only {disk.free_gb} GB free at {disk.path}; a training run wants {min_free_gb} GB."
-            )
+            problems.append(f"Only {disk.free_gb} GB free at {disk.path}; a training run wants {min_free_gb} GB.")
     return SystemReport(
         gpus=gpus,
         gpu_note=gpu_note,

@@ -44,7 +44,5 @@ def root(settings: Settings) -> Path:
 def shared_images() -> Path:
     """The public-domain images in ../shared/data/images; fails loudly when missing."""
     if not SHARED_IMAGES.is_dir():
-        pytest.fail(
-            f"shared test images missing at {SHARED_IMAGES}: CI must lay ../shared beside the checkout"
-        )
+        pytest.fail(f"shared test images missing at {SHARED_IMAGES}: CI must lay ../shared beside the checkout")
     return SHARED_IMAGES

@@ -88,16 +88,13 @@ def build_http_app(
     if not is_loopback(host) and not token:
         raise InvalidInput(
             f"Refusing to listen on {host} without a token: anyone who can reach the port could train and read files.",
-            hint="Set LORA_MCP_HTTP_TOKEN to a long random string (e.g. `openssl rand -hex 32`), "
-            "or bind 127.0.0.1.",
+            hint="Set LORA_MCP_HTTP_TOKEN to a long random string (e.g. `openssl rand -hex 32`), or bind 127.0.0.1.",
             field="host",
         )
 
     @server.custom_route(HEALTH_PATH, methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse(
-            {"status": "ok", "server": "lora-mcp", "version": __version__, "transport": transport}
-        )
+        return JSONResponse({"status": "ok", "server": "lora-mcp", "version": __version__, "transport": transport})
 
     security = transport_security_for(host, allowed_hosts or [])
     if transport == "sse":

@@ -40,7 +40,5 @@ def register(server: MCPServer, state: AppState) -> None:
             anyio.from_thread.run(partial(ctx.report_progress, done, total, f"decoded {done}/{total} images"))
 
         return await anyio.to_thread.run_sync(
-            partial(
-                inspect_dataset, path, trigger_word=trigger_word, resolutions=resolutions, progress=progress
-            )
+            partial(inspect_dataset, path, trigger_word=trigger_word, resolutions=resolutions, progress=progress)
         )

@@ -1,15 +1,44 @@
-"""PLACEHOLDER: being written (inspect_dataset)."""
+"""inspect_dataset: a read-only check of a training folder, as AI-Toolkit will see it.
+
+Nothing in the folder is written, renamed or touched: files are opened for reading only. Which files count is
+decided in `scan` (subfolders included, like AI-Toolkit), how each image is decoded in `images`, captions in
+`captions`, buckets in `buckets`, duplicates in `duplicates`, and each problem's severity in `problems`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel
+from lora_mcp.dataset import problems as P
+from lora_mcp.dataset.buckets import BUCKET_DIVISIBILITY, preview_buckets
+from lora_mcp.dataset.captions import (
+    DEFAULT_CAPTION_EXT,
+    CaptionRead,
+    CaptionStatus,
+    normalize_caption_ext,
+    read_caption,
+)
+from lora_mcp.dataset.duplicates import find_duplicates
+from lora_mcp.dataset.images import DecodeFailure, ImageFacts, decode_image, pixel_limit
+from lora_mcp.dataset.models import DatasetReport, ImageInfo
+from lora_mcp.dataset.problems import Problem, ProblemCode, Severity
+from lora_mcp.dataset.progress import ThrottledProgress
+from lora_mcp.dataset.scan import IMAGE_EXTENSIONS, scan_folder
+from lora_mcp.errors import InvalidInput, NotFound
+
+DEFAULT_RESOLUTIONS = (512, 768, 1024)
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 8192
 
 
-class DatasetReport(BaseModel):
-    ready_for_training: bool = False
+@dataclass(frozen=True)
+class _Entry:
+    file: str
+    file_size: int
+    result: ImageFacts | DecodeFailure
+    caption_file: str
+    caption: CaptionRead
 
 
 def inspect_dataset(
@@ -18,5 +47,160 @@ def inspect_dataset(
     trigger_word: str | None = None,
     resolutions: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    caption_ext: str = DEFAULT_CAPTION_EXT,
 ) -> DatasetReport:
-    raise NotImplementedError
+    """Read-only check of a training folder: decodes every image and lists problems with fixes."""
+    if not folder.is_dir():
+        raise NotFound(f"{folder} is not an existing folder.", hint="Pass the folder that holds the images.")
+    targets = _check_resolutions(resolutions)
+    ext = normalize_caption_ext(caption_ext)
+    trigger = trigger_word.strip() if trigger_word and trigger_word.strip() else None
+
+    inventory = scan_folder(folder, ext)
+    meter = ThrottledProgress(progress, len(inventory.images))
+    meter.start()
+    captions: dict[str, CaptionRead] = {}
+    entries = []
+    for done, rel in enumerate(inventory.images, start=1):
+        path = folder / rel
+        cap_rel = _caption_rel(rel, ext)
+        if cap_rel not in captions:
+            captions[cap_rel] = read_caption(folder / cap_rel, trigger)
+        entries.append(_Entry(rel, _file_size(path), decode_image(path), cap_rel, captions[cap_rel]))
+        meter.update(done)
+    meter.update(len(inventory.images))
+
+    used = {_caption_rel(rel, ext) for rel in [*inventory.images, *inventory.unsupported]}
+    orphans = [c for c in inventory.captions if c not in used]
+    found = _problems(entries, inventory.unsupported, orphans, targets, ext, trigger)
+    sizes = [(e.file, e.result.width, e.result.height) for e in entries if isinstance(e.result, ImageFacts)]
+    return DatasetReport(
+        folder=str(folder),
+        ready_for_training=not any(p.severity is Severity.ERROR for p in found),
+        image_count=len(entries),
+        usable_image_count=len(sizes),
+        captioned_count=sum(e.caption.status is CaptionStatus.OK for e in entries),
+        problems=found,
+        buckets=preview_buckets(sizes, targets, BUCKET_DIVISIBILITY),
+        images=[_info(e) for e in entries],
+        ignored_files=inventory.ignored,
+        resolutions=targets,
+        bucket_divisibility=BUCKET_DIVISIBILITY,
+        caption_ext=ext,
+        trigger_word=trigger,
+    )
+
+
+def _check_resolutions(resolutions: Sequence[int] | None) -> list[int]:
+    if resolutions is None:
+        return list(DEFAULT_RESOLUTIONS)
+    bad = [r for r in resolutions if not MIN_RESOLUTION <= r <= MAX_RESOLUTION]
+    if not resolutions or bad:
+        raise InvalidInput(
+            f"Resolutions {list(resolutions)} are invalid: each must be between {MIN_RESOLUTION} and "
+            f"{MAX_RESOLUTION}, and at least one is needed.",
+            hint="Pass side lengths such as [512, 768, 1024], or leave resolutions out for that default.",
+            field="resolutions",
+        )
+    return sorted(set(resolutions))
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # vanished since the scan; decode_image reports it
+        return 0
+
+
+def _caption_rel(image_rel: str, ext: str) -> str:
+    path = PurePosixPath(image_rel)
+    return str(path.with_name(f"{path.stem}.{ext}"))
+
+
+def _info(entry: _Entry) -> ImageInfo:
+    info = ImageInfo(
+        file=entry.file,
+        file_size=entry.file_size,
+        decoded=isinstance(entry.result, ImageFacts),
+        caption_file=entry.caption_file if entry.caption.status is not CaptionStatus.MISSING else None,
+        caption_status=entry.caption.status,
+        caption_chars=entry.caption.chars,
+        has_trigger=entry.caption.has_trigger,
+    )
+    if isinstance(entry.result, ImageFacts):
+        facts = entry.result
+        info.width, info.height, info.format, info.mode = facts.width, facts.height, facts.format, facts.mode
+        info.exif_orientation = facts.exif_orientation
+    return info
+
+
+def _problems(
+    entries: Sequence[_Entry],
+    unsupported: Sequence[str],
+    orphans: Sequence[str],
+    resolutions: Sequence[int],
+    caption_ext: str,
+    trigger: str | None,
+) -> list[Problem]:
+    found = [*_file_problems(entries, resolutions)]
+    if unsupported:
+        found.append(P.unsupported_format(unsupported, IMAGE_EXTENSIONS))
+    found += _caption_problems(entries, caption_ext, trigger)
+    if orphans:
+        found.append(P.orphan_caption(orphans, caption_ext))
+    usable = [(e.file, e.result) for e in entries if isinstance(e.result, ImageFacts)]
+    found += [P.duplicate_image(g.files, g.identical_bytes) for g in find_duplicates(usable)]
+    if len(usable) < P.MIN_IMAGES:
+        found.append(P.too_few_images(len(usable)))
+    order = list(ProblemCode)
+    return sorted(found, key=lambda p: (p.severity is not Severity.ERROR, order.index(p.code), p.files))
+
+
+def _file_problems(entries: Sequence[_Entry], resolutions: Sequence[int]) -> list[Problem]:
+    found: list[Problem] = []
+    by_mode: dict[str, list[str]] = {}
+    small, rotated = [], []
+    for e in entries:
+        r = e.result
+        if isinstance(r, DecodeFailure):
+            if r.kind == "empty":
+                found.append(P.empty_file(e.file))
+            elif r.kind == "too_large":
+                found.append(P.too_large(e.file, r.detail, pixel_limit()))
+            else:
+                found.append(P.corrupt_image(e.file, r.detail))
+            continue
+        if r.mode != "RGB":
+            by_mode.setdefault(r.mode, []).append(e.file)
+        if min(r.width, r.height) < min(resolutions):
+            small.append(e.file)
+        if r.exif_orientation not in (None, 1):
+            rotated.append(e.file)
+    found += [P.non_rgb(mode, files) for mode, files in sorted(by_mode.items())]
+    if small:
+        found.append(P.too_small(small, min(resolutions)))
+    if rotated:
+        found.append(P.exif_rotated(rotated))
+    return found
+
+
+def _caption_problems(entries: Sequence[_Entry], caption_ext: str, trigger: str | None) -> list[Problem]:
+    found: list[Problem] = []
+    by_caption: dict[str, list[str]] = {}
+    for e in entries:
+        by_caption.setdefault(e.caption_file, []).append(e.file)
+    found += [P.name_collision(cap, images) for cap, images in sorted(by_caption.items()) if len(images) > 1]
+    reads = {e.caption_file: e.caption for e in entries}
+    missing = [e.file for e in entries if e.caption.status is CaptionStatus.MISSING]
+    if missing:
+        found.append(P.caption_missing(missing, caption_ext))
+    empty = [c for c, r in reads.items() if r.status is CaptionStatus.EMPTY]
+    if empty:
+        found.append(P.caption_empty(empty))
+    not_utf8 = [c for c, r in reads.items() if r.status is CaptionStatus.NOT_UTF8]
+    if not_utf8:
+        found.append(P.caption_not_utf8(not_utf8))
+    no_trigger = [c for c, r in reads.items() if r.has_trigger is False]
+    if trigger and no_trigger:
+        found.append(P.trigger_missing(no_trigger, trigger))
+    return found

@@ -1,0 +1,76 @@
+"""Caption files as AI-Toolkit reads them: `<image path without extension>.<caption_ext>`, strict UTF-8."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from lora_mcp.errors import InvalidInput
+
+DEFAULT_CAPTION_EXT = "txt"
+TRIGGER_PLACEHOLDERS = ("[trigger]", "[name]")
+"""AI-Toolkit replaces these with the trigger word (toolkit/prompt_utils.py inject_trigger_into_prompt)."""
+
+
+class CaptionStatus(StrEnum):
+    """The state of an image's caption file."""
+
+    OK = "ok"
+    MISSING = "missing"
+    EMPTY = "empty"
+    NOT_UTF8 = "not_utf8"
+    """Not valid UTF-8, or not readable at all."""
+
+
+@dataclass(frozen=True)
+class CaptionRead:
+    """What reading one caption file found (the text itself is not kept)."""
+
+    status: CaptionStatus
+    chars: int | None = None
+    has_trigger: bool | None = None
+
+
+def normalize_caption_ext(caption_ext: str) -> str:
+    """`.txt` or `txt` -> `txt`; refuse empty extensions and ones holding a path separator."""
+    ext = caption_ext.strip().lstrip(".")
+    if not ext or "/" in ext or "\\" in ext or "\x00" in ext:
+        raise InvalidInput(
+            f"The caption extension {caption_ext!r} is not a plain file extension.",
+            hint="Pass an extension such as 'txt' or 'caption'.",
+            field="caption_ext",
+        )
+    return ext
+
+
+def caption_path(image: Path, caption_ext: str) -> Path:
+    """The caption file AI-Toolkit reads for `image` (same folder, extension replaced, case-sensitive)."""
+    return image.with_name(f"{image.stem}.{caption_ext}")
+
+
+def contains_trigger(text: str, trigger_word: str) -> bool:
+    """True if `text` holds `trigger_word` as a whole word (case-insensitive) or an AI-Toolkit placeholder."""
+    if any(p in text for p in TRIGGER_PLACEHOLDERS):
+        return True
+    pattern = rf"(?<!\w){re.escape(trigger_word.strip())}(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+def read_caption(path: Path, trigger_word: str | None = None) -> CaptionRead:
+    """Read one caption file strictly as UTF-8; a missing, empty or undecodable file is a status, not an error."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return CaptionRead(CaptionStatus.MISSING)
+    except OSError:  # a folder or an unreadable file under the caption's name: AI-Toolkit fails on it too
+        return CaptionRead(CaptionStatus.NOT_UTF8)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return CaptionRead(CaptionStatus.NOT_UTF8)
+    if not text.strip():
+        return CaptionRead(CaptionStatus.EMPTY, chars=len(text))
+    has_trigger = contains_trigger(text, trigger_word) if trigger_word else None
+    return CaptionRead(CaptionStatus.OK, chars=len(text), has_trigger=has_trigger)

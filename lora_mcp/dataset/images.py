@@ -1,0 +1,136 @@
+"""Decode one image completely and keep only small facts about it.
+
+Every pixel is decoded (`Image.load()`), because a header can be intact while the data behind it is truncated.
+The image is closed before returning; what survives is a handful of numbers, a sha256 and a 9x9 RGB thumbnail
+(243 bytes) for near-duplicate detection, so memory stays flat however many images a folder holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lora_mcp.dataset.problems import HIGH_BIT_MODES
+
+THUMB_SIDE = 9
+EXIF_ORIENTATION = 0x0112
+_CHUNK = 1 << 20
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transpose that shows the picture upright (as PIL.ImageOps.exif_transpose does)."""
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What a fully decoded image looks like. width/height are as trained: after the EXIF rotation."""
+
+    width: int
+    height: int
+    format: str
+    mode: str
+    exif_orientation: int | None
+    sha256: str
+    thumb: bytes
+    """THUMB_SIDE x THUMB_SIDE RGB pixels, row-major (243 bytes)."""
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """Why an image could not be decoded."""
+
+    kind: Literal["empty", "too_large", "corrupt"]
+    detail: str
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pixel_limit() -> int | None:
+    """Pillow's decompression-bomb limit as configured now (None when someone disabled it)."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def decode_image(path: Path) -> ImageFacts | DecodeFailure:
+    """Fully decode `path` and return its facts, or why it failed; never raises for a bad file."""
+    try:
+        if path.stat().st_size == 0:
+            return DecodeFailure("empty", "0 bytes")
+        sha = file_sha256(path)
+    except OSError as exc:
+        return DecodeFailure("corrupt", f"cannot be read: {exc.strerror or exc}")
+    try:
+        # Over twice the limit, Image.open raises DecompressionBombError. Between the limit and twice it, it only
+        # warns: the warning is silenced here and the explicit size check below refuses the image before load().
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (N pixels) exceeds limit of ..."
+        return DecodeFailure("too_large", f"{int(pixels[1]):,} pixels" if pixels else _short(exc))
+    except UnidentifiedImageError:
+        return DecodeFailure("corrupt", "not an image Pillow recognises")
+    # Pillow's plugins raise many exception types on malformed data (OSError, SyntaxError, struct.error, ...);
+    # any of them means the file cannot be trained on, and the report says so instead of crashing.
+    except Exception as exc:
+        return DecodeFailure("corrupt", _short(exc))
+    with im:
+        limit = pixel_limit()
+        if limit is not None and im.width * im.height > limit:
+            return DecodeFailure("too_large", f"{im.width}x{im.height} = {im.width * im.height:,} pixels")
+        try:
+            orientation = _orientation(im)
+            im.load()
+            thumb = thumbnail(im, orientation)
+        except Exception as exc:  # see above
+            return DecodeFailure("corrupt", _short(exc))
+        width, height = (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)
+        return ImageFacts(width, height, im.format or "unknown", im.mode, orientation, sha, thumb)
+
+
+def _orientation(im: Image.Image) -> int | None:
+    value = im.getexif().get(EXIF_ORIENTATION)
+    return value if isinstance(value, int) else None
+
+
+def thumbnail(im: Image.Image, orientation: int | None = None) -> bytes:
+    """A THUMB_SIDE-square RGB thumbnail (box-averaged, EXIF-rotated), whatever the mode; 16/32-bit rescaled."""
+    if im.mode in ("P", "PA", "1"):
+        im = im.convert("L")  # palette indices and bits are not grey levels; 1 byte per pixel, cheap
+    small = im.resize((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BOX)
+    if orientation in _TRANSPOSE:
+        small = small.transpose(_TRANSPOSE[orientation])
+    if small.mode not in HIGH_BIT_MODES:
+        return small.convert("RGB").tobytes()
+    values = np.asarray(small.convert("F"), dtype=np.float64)
+    if small.mode.startswith("I;16"):
+        values = values / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2).tobytes()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -1,0 +1,56 @@
+"""The contract between the job manager and a kind of job (train now; caption and review plug in the same way)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lora_mcp.jobs.models import JobError, JobKind, JobState, Progress
+from lora_mcp.jobs.store import JobRecord
+from lora_mcp.settings import Settings
+
+
+class LogParser(Protocol):
+    """Turns a job's log, fed in arbitrary chunks, into progress."""
+
+    progress: Progress
+
+    def feed(self, chunk: str) -> None: ...
+
+    def tail(self, n: int) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start a job's child process."""
+
+    command: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job ended."""
+
+    state: JobState
+    error: JobError | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class KindHandler(Protocol):
+    """Everything kind-specific the manager needs."""
+
+    kind: JobKind
+    lane_kind: str  # "gpu" or "cpu"
+
+    def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec: ...
+
+    def make_parser(self, job: JobRecord) -> LogParser: ...
+
+    def outputs(self, job: JobRecord) -> dict[str, Any]: ...
+
+    def outcome(self, job: JobRecord, returncode: int | None, parser: LogParser, cancel_requested: bool) -> Outcome: ...

@@ -1,0 +1,415 @@
+"""The job manager: queues jobs on lanes, launches supervised children, tails their logs, reattaches after a restart.
+
+State lives in SQLite and the job directory, never only in memory: several managers (the MCP server, the CLI) can
+share one database. A queued job is claimed with a conditional update, so two managers never start it twice, and
+a finished job is finalised the same way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from lora_mcp.errors import InvalidInput, NotFound
+from lora_mcp.jobs.kinds import KindHandler, LogParser, Outcome
+from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
+from lora_mcp.jobs.store import JobRecord, JobStore, new_job_id
+from lora_mcp.jobs.supervisor import CHILD_PID_NAME, EXIT_CODE_NAME, LOG_NAME
+from lora_mcp.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20
+PERSIST_EVERY = 0.5
+REATTACH_TAIL_BYTES = 64 * 1024
+WAIT_POLL = 0.05  # how often a waiting tool call looks at the in-memory progress
+STARTUP_GRACE = 10.0  # seconds a claimed job may have no supervisor pid yet (another manager is launching it)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def read_child_pid(job_dir: Path) -> int | None:
+    try:
+        return int((job_dir / CHILD_PID_NAME).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def read_exit_code(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((job_dir / EXIT_CODE_NAME).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Watch:
+    """In-memory tailing state of one running job."""
+
+    parser: LogParser
+    offset: int
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    persisted_at: float = 0.0
+    dirty: bool = False
+    popen: subprocess.Popen[bytes] | None = None
+    killed: bool = False
+
+
+ChangeCallback = Callable[[JobRecord, Progress], Awaitable[None]]
+
+
+class JobManager:
+    """Owns lanes, the queue and the running jobs of one state directory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handlers: list[KindHandler],
+        *,
+        poll_interval: float = 0.1,
+        cancel_grace_seconds: float = 30.0,
+    ) -> None:
+        self.settings = settings
+        self.store = JobStore(settings.db_path)
+        self.handlers = {h.kind: h for h in handlers}
+        self.poll_interval = poll_interval
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self.lanes: dict[str, list[str]] = {
+            "gpu": [f"gpu:{g}" for g in settings.gpus],
+            "cpu": ["cpu:0", "cpu:1"],
+        }
+        self._watches: dict[str, Watch] = {}
+        self._tick_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- public API -------------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: JobKind,
+        params: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        resumed_from: str | None = None,
+        prepare: Callable[[Path], None] | None = None,
+    ) -> JobRecord:
+        """Queue a job. `prepare(job_dir)` writes the job's inputs (e.g. a config copy) before it can start."""
+        handler = self._handler(kind)
+        if idempotency_key is not None and (existing := self.store.by_idempotency_key(idempotency_key)):
+            return existing
+        job_id = new_job_id(kind)
+        job_dir = self.settings.jobs_dir / job_id
+        job_dir.mkdir(parents=True)
+        (job_dir / LOG_NAME).touch()
+        if prepare is not None:
+            prepare(job_dir)
+        (job_dir / "params.json").write_text(json.dumps(params, indent=2))
+        record = self.store.insert(
+            id=job_id,
+            kind=kind.value,
+            lane_kind=handler.lane_kind,
+            job_dir=job_dir,
+            params=params,
+            idempotency_key=idempotency_key,
+            resumed_from=resumed_from,
+        )
+        self.dispatch()
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFound(
+                f"No job with id {job_id!r}.", hint="Call list_jobs to see the known job ids.", field="job_id"
+            )
+        return job
+
+    def queue_position(self, job: JobRecord) -> int | None:
+        """1-based position among the queued jobs of its lane kind; None unless queued."""
+        if job.state != JobState.QUEUED:
+            return None
+        ids = [j.id for j in self.store.queued(job.lane_kind)]
+        return ids.index(job.id) + 1 if job.id in ids else None
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Drop a queued job, or ask a running one to stop (SIGINT, then SIGKILL after the grace period)."""
+        job = self.get(job_id)
+        if job.state == JobState.QUEUED:
+            now = time.time()
+            self.store.update(
+                job_id,
+                only_if_state=JobState.QUEUED,
+                state=JobState.CANCELLED.value,
+                cancel_requested_at=now,
+                finished_at=now,
+                progress=job.progress.model_copy(update={"phase": Phase.DONE, "message": "cancelled"}),
+            )
+        elif job.state == JobState.RUNNING:
+            if job.cancel_requested_at is None:
+                self.store.update(job_id, cancel_requested_at=time.time())
+            self._signal(job, signal.SIGINT)
+        return self.get(job_id)
+
+    def tail(self, job_id: str, lines: int) -> list[str]:
+        """The last `lines` lines of a job's log (from the file, so it works for finished jobs too)."""
+        job = self.get(job_id)
+        path = job.job_dir / LOG_NAME
+        if not path.exists():
+            return []
+        size = path.stat().st_size
+        window = min(size, max(64 * 1024, lines * 400))
+        with open(path, "rb") as fh:
+            fh.seek(size - window)
+            text = fh.read().decode("utf-8", "replace")
+        # A carriage-return repaint is only its last state to a reader.
+        rows = [part.rsplit("\r", 1)[-1] for part in text.replace("\r\n", "\n").split("\n")]
+        if window < size:
+            rows = rows[1:]
+        return [r for r in rows if r.strip()][-lines:]
+
+    async def wait(self, job_id: str, timeout: float, on_change: ChangeCallback | None = None) -> JobRecord:
+        """Wait until the job is final or `timeout` passes, calling `on_change` whenever its progress moves."""
+        deadline = anyio.current_time() + timeout
+        last = None
+        while True:
+            job = self.get(job_id)
+            progress = self.live_progress(job)
+            snapshot = (job.state, progress.phase, progress.step, progress.message)
+            if on_change is not None and snapshot != last:
+                await on_change(job, progress)
+            last = snapshot
+            if job.state.final or anyio.current_time() >= deadline:
+                return job
+            await anyio.sleep(min(WAIT_POLL, max(0.0, deadline - anyio.current_time())))
+
+    def live_progress(self, job: JobRecord) -> Progress:
+        """The freshest progress: in memory while this manager tails the job, else the stored one."""
+        watch = self._watches.get(job.id)
+        return watch.parser.progress if watch else job.progress
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Reattach to running jobs, then dispatch and tail in a background thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self.reattach()
+        self._thread = threading.Thread(target=self._loop, name="lora-mcp-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (jobs keep running under their supervisors) and close the store."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.tick()
+            except Exception:  # keep watching the other jobs; the next tick retries
+                log.exception("job manager tick failed")
+
+    def reattach(self) -> None:
+        """Adopt jobs left running by an earlier server: keep tailing the live ones, finish the dead ones."""
+        with self._tick_lock:
+            for job in self.store.running():
+                if job.id not in self._watches:
+                    self._watches[job.id] = self._new_watch(job, reattaching=True)
+                    log.info("reattached to job %s at log offset %d", job.id, job.log_offset)
+        self.tick()
+
+    def tick(self) -> None:
+        """One pass: tail every running job, finish the ended ones, escalate cancels, start queued jobs."""
+        with self._tick_lock:
+            for job in self.store.running():
+                watch = self._watches.get(job.id) or self._watches.setdefault(job.id, self._new_watch(job, True))
+                self._pump(job, watch)
+                self._check_end(job, watch)
+            self.dispatch()
+
+    def dispatch(self) -> bool:
+        """Start the oldest queued job of each free lane. True if anything started."""
+        started = False
+        with self._tick_lock:
+            busy = {j.lane for j in self.store.running()}
+            for lane_kind, lanes in self.lanes.items():
+                free = [lane for lane in lanes if lane not in busy]
+                for job in self.store.queued(lane_kind)[: len(free)]:
+                    lane = free.pop(0)
+                    if self.store.claim(job.id, lane):
+                        self._launch(self.get(job.id))
+                        started = True
+        return started
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _handler(self, kind: JobKind) -> KindHandler:
+        try:
+            return self.handlers[kind]
+        except KeyError:
+            raise InvalidInput(f"This server cannot run jobs of kind {kind.value!r}.") from None
+
+    def _new_watch(self, job: JobRecord, reattaching: bool) -> Watch:
+        parser = self._handler(job.kind).make_parser(job)
+        if reattaching and job.log_offset:
+            # Rebuild the recent tail from just before the saved offset, then carry on from the offset itself.
+            start = max(0, job.log_offset - REATTACH_TAIL_BYTES)
+            with open(job.job_dir / LOG_NAME, "rb") as fh:
+                fh.seek(start)
+                parser.feed(fh.read(job.log_offset - start).decode("utf-8", "replace"))
+            parser.progress = job.progress.model_copy()
+        return Watch(parser=parser, offset=job.log_offset)
+
+    def _launch(self, job: JobRecord) -> None:
+        handler = self._handler(job.kind)
+        try:
+            spec = handler.launch_spec(job, self.settings)
+        except Exception as exc:  # a broken launch must fail the job, never the manager loop
+            log.exception("could not prepare job %s", job.id)
+            self._finish(
+                job,
+                Outcome(
+                    JobState.FAILED,
+                    JobError(code="preflight", message=str(exc), hint="Fix the problem and start the job again."),
+                ),
+                None,
+            )
+            return
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        if job.lane and job.lane.startswith("gpu:"):
+            env["CUDA_VISIBLE_DEVICES"] = job.lane.split(":", 1)[1]
+        command = [
+            sys.executable,
+            "-m",
+            "lora_mcp.jobs.supervisor",
+            str(job.job_dir),
+            str(spec.cwd),
+            "--",
+            *spec.command,
+        ]
+        with open(job.job_dir / "supervisor.log", "ab") as err:
+            popen = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, start_new_session=True
+            )
+        (job.job_dir / "command.json").write_text(json.dumps({"command": spec.command, "cwd": str(spec.cwd)}))
+        progress = Progress(phase=Phase.STARTING, message="starting")
+        self.store.update(job.id, supervisor_pid=popen.pid, progress=progress)
+        self._watches[job.id] = Watch(parser=handler.make_parser(job), offset=0, popen=popen)
+        log.info("started job %s on %s: %s", job.id, job.lane, " ".join(spec.command))
+
+    def _pump(self, job: JobRecord, watch: Watch) -> bool:
+        """Feed new log bytes to the parser; persist progress now and then. True if anything was read."""
+        try:
+            with open(job.job_dir / LOG_NAME, "rb") as fh:
+                fh.seek(watch.offset)
+                data = fh.read(READ_CHUNK)
+        except OSError:
+            return False
+        if data:
+            watch.offset += len(data)
+            watch.parser.feed(watch.decoder.decode(data))
+            watch.dirty = True
+        now = time.monotonic()
+        if watch.dirty and now - watch.persisted_at >= PERSIST_EVERY:
+            self._persist(job, watch)
+        return bool(data)
+
+    def _persist(self, job: JobRecord, watch: Watch) -> None:
+        child_pid = job.child_pid or read_child_pid(job.job_dir)
+        self.store.update(job.id, log_offset=watch.offset, progress=watch.parser.progress, child_pid=child_pid)
+        watch.persisted_at = time.monotonic()
+        watch.dirty = False
+
+    def _check_end(self, job: JobRecord, watch: Watch) -> bool:
+        if watch.popen is not None:
+            watch.popen.poll()  # reap our own supervisor so it does not linger as a zombie
+        exit_record = read_exit_code(job.job_dir)
+        child_pid = job.child_pid or read_child_pid(job.job_dir)
+        starting = job.supervisor_pid is None and time.time() - (job.started_at or 0) < STARTUP_GRACE
+        if exit_record is None and (starting or pid_alive(job.supervisor_pid) or pid_alive(child_pid)):
+            self._escalate(job, watch, child_pid)
+            return False
+        # Drain what the child wrote last before judging it.
+        while self._pump(job, watch):
+            pass
+        watch.parser.feed(watch.decoder.decode(b"", final=True))
+        watch.parser.close()
+        returncode = exit_record["returncode"] if exit_record else None
+        handler = self._handler(job.kind)
+        outcome = handler.outcome(job, returncode, watch.parser, job.cancel_requested_at is not None)
+        self._finish(job, outcome, returncode, watch)
+        return True
+
+    def _escalate(self, job: JobRecord, watch: Watch, child_pid: int | None) -> None:
+        if job.cancel_requested_at is None or watch.killed:
+            return
+        if time.time() - job.cancel_requested_at >= self.cancel_grace_seconds:
+            log.warning("job %s ignored SIGINT for %.0fs: killing it", job.id, self.cancel_grace_seconds)
+            self._signal(job, signal.SIGKILL)
+            watch.killed = True
+
+    def _signal(self, job: JobRecord, signum: int) -> None:
+        child_pid = job.child_pid or read_child_pid(job.job_dir)
+        targets = [("group", child_pid)] if pid_alive(child_pid) else [("pid", job.supervisor_pid)]
+        for how, pid in targets:
+            if not pid:
+                continue
+            try:
+                if how == "group":
+                    os.killpg(pid, signum)
+                else:
+                    os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def _finish(self, job: JobRecord, outcome: Outcome, returncode: int | None, watch: Watch | None = None) -> None:
+        progress = watch.parser.progress if watch else job.progress
+        message = {JobState.SUCCEEDED: "finished", JobState.CANCELLED: "cancelled"}.get(
+            outcome.state, outcome.error.message if outcome.error else "failed"
+        )
+        progress = progress.model_copy(update={"phase": Phase.DONE, "message": message, "eta_seconds": None})
+        self.store.update(
+            job.id,
+            only_if_state=JobState.RUNNING,
+            state=outcome.state.value,
+            finished_at=time.time(),
+            exit_code=returncode,
+            error=outcome.error,
+            outputs=outcome.outputs,
+            progress=progress,
+            log_offset=watch.offset if watch else job.log_offset,
+        )
+        self._watches.pop(job.id, None)
+        log.info("job %s ended: %s (rc=%s)", job.id, outcome.state.value, returncode)

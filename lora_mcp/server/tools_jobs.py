@@ -1,0 +1,178 @@
+"""Tool adapters for jobs: start/resume training, status, wait, cancel, list, logs; job resources."""
+
+from __future__ import annotations
+
+import base64
+from functools import partial
+from typing import Annotated
+
+import anyio.to_thread
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
+from mcp_types import CallToolResult, ImageContent, TextContent
+from pydantic import BaseModel, Field
+
+from lora_mcp.errors import LoraMcpError
+from lora_mcp.jobs.models import JobKind, JobState, Progress
+from lora_mcp.jobs.status import JobStatus, job_status
+from lora_mcp.jobs.store import JobRecord
+from lora_mcp.server.app import AppState
+from lora_mcp.server.errors import tool_errors
+
+MAX_WAIT_SECONDS = 45.0
+
+JobId = Annotated[str, Field(description="A job id as returned by start_training or list_jobs.")]
+
+
+class JobList(BaseModel):
+    """Jobs, newest first."""
+
+    jobs: list[JobStatus]
+
+
+class JobLogs(BaseModel):
+    """The last lines of a job's log (carriage-return repaints collapsed to their final state)."""
+
+    job_id: str
+    lines: list[str]
+
+
+def job_images(status: JobStatus, log_text: str) -> list[ImageContent]:
+    """A contact sheet of the newest sample per prompt and a smoothed loss curve, as MCP images."""
+    from lora_mcp.training.artifacts import (
+        SAMPLE_RE,
+        Sample,
+        contact_sheet,
+        loss_curve_png,
+        loss_history,
+        newest_samples,
+    )
+
+    samples = []
+    for path in status.outputs.samples:
+        match = SAMPLE_RE.match(path.rsplit("/", 1)[-1])
+        if match:
+            samples.append(Sample(path=path, step=int(match["step"]), prompt_index=int(match["index"])))
+    pictures = [contact_sheet(newest_samples(samples)), loss_curve_png(loss_history(log_text))]
+    return [
+        ImageContent(type="image", data=base64.b64encode(p).decode(), mime_type="image/png")
+        for p in pictures
+        if p is not None
+    ]
+
+
+def register(server: MCPServer, app: AppState) -> None:
+    """Register the job tools and resources."""
+
+    def status_of(job_id: str) -> JobStatus:
+        return job_status(app.manager, app.manager.get(job_id))
+
+    @server.tool()
+    @tool_errors
+    async def start_training(
+        config_path: Annotated[str, Field(description="AI-Toolkit YAML from generate_training_config.")],
+        idempotency_key: Annotated[
+            str | None, Field(description="Retry-safe key: the same key returns the same job instead of a new one.")
+        ] = None,
+    ) -> JobStatus:
+        """Preflight a config and queue a training job on the GPU; returns at once. Follow it with wait_for_job."""
+        from lora_mcp.training.service import start_training as start
+
+        return await anyio.to_thread.run_sync(partial(start, app.manager, config_path, idempotency_key))
+
+    @server.tool()
+    @tool_errors
+    async def resume_training(job_id: JobId) -> JobStatus:
+        """Re-run a failed or cancelled training job's config; AI-Toolkit continues from its newest checkpoint."""
+        from lora_mcp.training.service import resume_training as resume
+
+        return await anyio.to_thread.run_sync(partial(resume, app.manager, job_id))
+
+    @server.tool()
+    @tool_errors
+    async def get_job(
+        job_id: JobId,
+        include_images: Annotated[
+            bool, Field(description="Also return a contact sheet of the newest samples and a loss curve.")
+        ] = False,
+    ) -> Annotated[CallToolResult, JobStatus]:
+        """Status of one job: state, phase, step, loss, ETA, error with a hint, and its outputs."""
+        status = await anyio.to_thread.run_sync(status_of, job_id)
+        content: list[TextContent | ImageContent] = [TextContent(type="text", text=status.model_dump_json())]
+        if include_images:
+            log_path = app.manager.get(job_id).job_dir / "log.txt"
+            log_text = log_path.read_text("utf-8", "replace") if log_path.exists() else ""
+            content += await anyio.to_thread.run_sync(job_images, status, log_text)
+        return CallToolResult(content=content, structured_content=status.model_dump(mode="json"))
+
+    @server.tool()
+    @tool_errors
+    async def wait_for_job(
+        job_id: JobId,
+        ctx: Context,
+        timeout_seconds: Annotated[
+            float, Field(ge=0, description="How long to wait (capped at 45 s so clients do not time out).")
+        ] = 30,
+    ) -> JobStatus:
+        """Wait until the job ends or the timeout passes, sending progress (step/total, newest log line)."""
+
+        async def on_change(job: JobRecord, progress: Progress) -> None:
+            total = progress.total_steps or job.params.get("steps")
+            await ctx.report_progress(progress.step, total, progress.message or job.state.value)
+
+        await app.manager.wait(job_id, min(timeout_seconds, MAX_WAIT_SECONDS), on_change)
+        return await anyio.to_thread.run_sync(status_of, job_id)
+
+    @server.tool()
+    @tool_errors
+    async def cancel_job(job_id: JobId) -> JobStatus:
+        """Cancel a job: a queued one is dropped; a running one gets SIGINT, then SIGKILL after a grace period."""
+        await anyio.to_thread.run_sync(app.manager.cancel, job_id)
+        return await anyio.to_thread.run_sync(status_of, job_id)
+
+    @server.tool()
+    @tool_errors
+    async def list_jobs(
+        kind: Annotated[JobKind | None, Field(description="Only jobs of this kind.")] = None,
+        state: Annotated[JobState | None, Field(description="Only jobs in this state.")] = None,
+    ) -> JobList:
+        """All jobs this server knows, newest first."""
+
+        def collect() -> JobList:
+            jobs = app.manager.store.list_jobs(kind=kind, state=state)
+            return JobList(jobs=[job_status(app.manager, j) for j in jobs])
+
+        return await anyio.to_thread.run_sync(collect)
+
+    @server.tool()
+    @tool_errors
+    async def job_logs(
+        job_id: JobId,
+        tail: Annotated[int, Field(ge=1, le=5000, description="How many of the last lines to return.")] = 200,
+    ) -> JobLogs:
+        """The last lines of a job's log."""
+        lines = await anyio.to_thread.run_sync(app.manager.tail, job_id, tail)
+        return JobLogs(job_id=job_id, lines=lines)
+
+    @server.resource("lora://jobs/{job_id}/log", mime_type="text/plain")
+    def job_log_resource(job_id: str) -> str:
+        """A job's whole log."""
+        return read_job_file(app, job_id, "log.txt")
+
+    @server.resource("lora://jobs/{job_id}/config", mime_type="application/yaml")
+    def job_config_resource(job_id: str) -> str:
+        """The AI-Toolkit config a job runs (frozen when it was queued)."""
+        return read_job_file(app, job_id, "config.yaml")
+
+
+def read_job_file(app: AppState, job_id: str, name: str) -> str:
+    """A file of a job's directory as text, or a resource-not-found error."""
+    try:
+        job = app.manager.get(job_id)
+    except LoraMcpError as exc:
+        raise ResourceNotFoundError(str(exc)) from exc
+    path = job.job_dir / name
+    if not path.is_file():
+        raise ResourceNotFoundError(f"Job {job_id} has no {name}.")
+    return path.read_text("utf-8", "replace")

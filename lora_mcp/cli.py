@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from lora_mcp.errors import LoraMcpError
 
@@ -27,14 +27,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from lora_mcp.settings import get_settings
 
     settings = get_settings()
-    server = build_server(settings)
     if args.transport == "stdio":
-        server.run()
+        build_server(settings).run()
         return 0
-    from lora_mcp.server.http import serve_http
+    from lora_mcp.server.http import check_bind, serve_http
 
+    check_bind(args.host, settings.http_token)  # before anything is built or created
     serve_http(
-        server,
+        build_server(settings),
         args.transport,
         host=args.host,
         port=args.port,
@@ -59,11 +59,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from lora_mcp.dataset.inspect import inspect_dataset
     from lora_mcp.render import render_dataset_report
 
+    # A person at their own terminal: the path is used as given, not confined to LORA_MCP_ROOTS.
     folder = Path(args.folder).expanduser().resolve()
     if not folder.is_dir():
         raise LoraMcpError(f"{args.folder} is not a folder.", hint="Pass the folder that holds the images.")
-    resolutions = [int(r) for r in args.resolutions.split(",")] if args.resolutions else None
-    report = inspect_dataset(folder, trigger_word=args.trigger_word, resolutions=resolutions)
+    try:
+        resolutions = [int(r) for r in args.resolutions.split(",")] if args.resolutions else None
+    except ValueError:
+        raise LoraMcpError(
+            f"--resolutions {args.resolutions!r} is not a comma-separated list of integers.",
+            hint="Pass e.g. --resolutions 512,768,1024.",
+        ) from None
+    report = inspect_dataset(
+        folder, trigger_word=args.trigger_word, resolutions=resolutions, caption_ext=args.caption_ext
+    )
     emit(report, args.json, render_dataset_report)  # type: ignore[arg-type]
     return 0 if report.ready_for_training else 1
 
@@ -71,24 +80,39 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-mcp", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="Log level for stderr (default INFO).")
+    # Also accepted after the subcommand (`lora-mcp serve --log-level DEBUG`); SUPPRESS keeps the default above.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, help="Log level for stderr (default INFO).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="Run the MCP server.")
-    serve.add_argument("--transport", choices=["stdio", "sse", "streamable-http"], default="stdio")
+    serve = sub.add_parser("serve", help="Run the MCP server.", parents=[common])
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "sse", "streamable-http"],
+        default="stdio",
+        help="stdio (default; for Claude Desktop and the Inspector), streamable-http (endpoint /mcp) or sse (/sse).",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="Address to bind over HTTP (default 127.0.0.1).")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=int, default=8765, help="Port over HTTP (default 8765).")
     serve.set_defaults(handler=cmd_serve)
 
-    doctor = sub.add_parser("doctor", help="Check GPUs, AI-Toolkit, disk and roots.")
+    doctor = sub.add_parser("doctor", help="Check GPUs, AI-Toolkit, disk and roots.", parents=[common])
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(handler=cmd_doctor)
 
-    inspect = sub.add_parser("inspect", help="Check a folder of training images (read-only).")
+    inspect = sub.add_parser("inspect", help="Check a folder of training images (read-only).", parents=[common])
     inspect.add_argument("folder")
     inspect.add_argument("--trigger-word")
     inspect.add_argument("--resolutions", help="Comma-separated side lengths, e.g. 512,768,1024.")
+    inspect.add_argument("--caption-ext", default="txt", help="Caption file extension (default txt).")
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
+
+    from lora_mcp.jobs.cli import add_parsers as add_job_parsers
+    from lora_mcp.training.cli import add_parser as add_config_parser
+
+    add_config_parser(sub)
+    add_job_parsers(sub)
     return parser
 
 
@@ -106,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except LoraMcpError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        print(f"error: a LORA_MCP_* environment variable has a bad value: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

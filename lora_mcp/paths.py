@@ -18,6 +18,14 @@ def _roots_text(roots: Sequence[Path]) -> str:
     return ", ".join(str(r) for r in roots)
 
 
+def _dash_refusal(text: str, part: str, what: str) -> PathNotAllowed:
+    return PathNotAllowed(
+        f"The {what} {text!r} has a component {part!r} starting with '-', which tools could read as an option.",
+        hint="Rename the file or folder so no part of its path starts with '-'.",
+        field=what,
+    )
+
+
 def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "path") -> Path:
     """Resolve `raw` and return it if it lies inside one of `roots`; raise PathNotAllowed otherwise."""
     text = os.fspath(raw)
@@ -27,22 +35,25 @@ def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "
         )
     if "\x00" in text:
         raise PathNotAllowed(f"The {what} contains a NUL byte.", hint="Pass a plain path.", field=what)
-    candidate = Path(text).expanduser()
-    if any(part.startswith("-") for part in candidate.parts):
-        raise PathNotAllowed(
-            f"The {what} {text!r} has a component starting with '-', which tools could read as an option.",
-            hint="Rename the file or folder so no part of its path starts with '-'.",
-            field=what,
-        )
     if not roots:
         raise PathNotAllowed("No roots are configured.", hint="Set LORA_MCP_ROOTS.", field=what)
+    candidate = Path(text).expanduser()
     if not candidate.is_absolute():
+        # Only the agent's own part is checked for '-': a root such as /data/-old is the operator's choice.
+        for part in candidate.parts:
+            if part.startswith("-"):
+                raise _dash_refusal(text, part, what)
         candidate = roots[0] / candidate
     resolved = Path(os.path.realpath(candidate))
+    dashed: list[str] = []
     for root in roots:
         real_root = Path(os.path.realpath(root))
-        if resolved == real_root or resolved.is_relative_to(real_root):
-            return resolved
+        if resolved.is_relative_to(real_root):
+            dashed = [part for part in resolved.relative_to(real_root).parts if part.startswith("-")]
+            if not dashed:
+                return resolved
+    if dashed:
+        raise _dash_refusal(text, dashed[0], what)
     lexical = Path(os.path.normpath(candidate))
     inside_lexically = any(lexical.is_relative_to(Path(os.path.normpath(r))) for r in roots)
     reason = "a symlink in it points outside" if inside_lexically else "it lies outside"

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     """Bearer token required over HTTP; mandatory when binding a non-loopback address."""
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    """Host headers accepted over HTTP off loopback (comma-separated, e.g. `lora-trainer:8765`); empty = any."""
+    """Host headers accepted over HTTP (comma-separated, e.g. `lora-trainer:8765`, `gpu-box:*`). Off loopback: only
+    these, or any when empty (the token guards). On loopback: these besides 127.0.0.1, localhost and [::1]."""
 
     gpus: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["0"])
     """GPU indices that get a training lane each (comma-separated)."""
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
         roots = [r.expanduser().resolve() for r in self.roots] or [home / "workspace"]
         object.__setattr__(self, "home", home)
         object.__setattr__(self, "roots", roots)
+        for name in ("ai_toolkit_dir", "ai_toolkit_python", "comfyui_loras_dir"):
+            value = getattr(self, name)
+            if value is not None:  # `~/ai-toolkit` from a shell profile or a Claude Desktop config
+                object.__setattr__(self, name, value.expanduser())
         return self
 
     @property

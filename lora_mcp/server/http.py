@@ -1,7 +1,12 @@
-"""The HTTP face of the server (streamable HTTP or SSE): bearer-token auth, DNS-rebinding protection, /healthz."""
+"""The HTTP face of the server (streamable HTTP or SSE): bearer-token auth, DNS-rebinding protection, /healthz.
+
+Layers, outermost first: `BearerTokenMiddleware` (when a token is set; /healthz stays open for probes), then the
+SDK's app, whose transport checks the Host and Origin headers against `transport_security_for(...)`.
+"""
 
 from __future__ import annotations
 
+import copy
 import hmac
 import ipaddress
 import json
@@ -19,11 +24,12 @@ from lora_mcp.errors import InvalidInput
 HttpTransport = Literal["sse", "streamable-http"]
 HEALTH_PATH = "/healthz"
 LOOPBACK_NAMES = {"localhost"}
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
 
 def is_loopback(host: str) -> bool:
     """True when `host` only accepts connections from this machine."""
-    if host in LOOPBACK_NAMES:
+    if host.lower() in LOOPBACK_NAMES:
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -31,49 +37,77 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _bearer_token(scope: Scope) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), or None."""
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else None
+    return None
+
+
 class BearerTokenMiddleware:
-    """Pure ASGI middleware: every HTTP request except /healthz needs `Authorization: Bearer <token>`."""
+    """Pure ASGI middleware: every HTTP request except GET /healthz needs `Authorization: Bearer <token>`."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode()
+        self.expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") == HEALTH_PATH:
+        if scope["type"] == "lifespan" or (scope["type"] == "http" and scope.get("path") == HEALTH_PATH):
             await self.app(scope, receive, send)
             return
-        supplied = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(supplied, self.expected):
+        supplied = _bearer_token(scope)
+        if supplied is not None and hmac.compare_digest(supplied, self.expected):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # a websocket or an unknown scope type: refuse without a body
+            await send({"type": "websocket.close", "code": 1008})
             return
         body = json.dumps(
             {
                 "error": "unauthorized",
                 "message": "Send the LORA_MCP_HTTP_TOKEN value as 'Authorization: Bearer <token>'.",
             }
-        )
+        ).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 401,
                 "headers": [
                     (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
                     (b"www-authenticate", b'Bearer realm="lora-mcp"'),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": body.encode()})
+        await send({"type": "http.response.body", "body": body})
 
 
-def transport_security_for(host: str, allowed_hosts: list[str]) -> TransportSecuritySettings | None:
-    """Loopback: let the SDK enable DNS-rebinding protection. Elsewhere: enforce the allowed Host list if given."""
+def transport_security_for(host: str, allowed_hosts: list[str]) -> TransportSecuritySettings:
+    """Host/Origin checks: loopback names (plus `allowed_hosts`) on loopback; off loopback `allowed_hosts` if given."""
     if is_loopback(host):
-        return None
-    if allowed_hosts:
-        origins = [f"http://{h}" for h in allowed_hosts] + [f"https://{h}" for h in allowed_hosts]
-        return TransportSecuritySettings(allowed_hosts=allowed_hosts, allowed_origins=origins)
-    # Off loopback the bearer token is what keeps strangers out; a browser tricked by DNS rebinding has no token.
-    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        # The SDK only turns this on for three spellings of loopback; spell it out so 127.0.0.2 or [::1] get it too.
+        hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
+        if not any(h.startswith(f"{host}:") for h in hosts):
+            hosts.append(f"[{host}]:*" if ":" in host and not host.startswith("[") else f"{host}:*")
+    elif allowed_hosts:
+        hosts = list(allowed_hosts)
+    else:
+        # Off loopback the bearer token is what keeps strangers out; a browser tricked by DNS rebinding has no token.
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback address without a token: anyone on the network could then read files and train."""
+    if not is_loopback(host) and not token:
+        raise InvalidInput(
+            f"Refusing to listen on {host} without a token: anyone who can reach the port could train and read files.",
+            hint="Set LORA_MCP_HTTP_TOKEN to a long random string (e.g. `openssl rand -hex 32`), or bind 127.0.0.1.",
+            field="host",
+        )
 
 
 def build_http_app(
@@ -83,14 +117,9 @@ def build_http_app(
     host: str,
     token: str | None,
     allowed_hosts: list[str] | None = None,
-) -> Any:
+) -> ASGIApp:
     """The ASGI app for `transport`, with /healthz and (when a token is set) bearer auth around everything else."""
-    if not is_loopback(host) and not token:
-        raise InvalidInput(
-            f"Refusing to listen on {host} without a token: anyone who can reach the port could train and read files.",
-            hint="Set LORA_MCP_HTTP_TOKEN to a long random string (e.g. `openssl rand -hex 32`), or bind 127.0.0.1.",
-            field="host",
-        )
+    check_bind(host, token)
 
     @server.custom_route(HEALTH_PATH, methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:
@@ -102,6 +131,15 @@ def build_http_app(
     else:
         app = server.streamable_http_app(transport_security=security, host=host)
     return BearerTokenMiddleware(app, token) if token else app
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's logging config with the access log moved from stdout to stderr, like every other log line."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
 
 
 def serve_http(
@@ -118,4 +156,4 @@ def serve_http(
     import uvicorn
 
     app = build_http_app(server, transport, host=host, token=token, allowed_hosts=allowed_hosts)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on")

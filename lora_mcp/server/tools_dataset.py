@@ -1,4 +1,4 @@
-"""Tool adapter: inspect_dataset."""
+"""Tool adapter: inspect_dataset. The domain module (Pillow, numpy) is imported on first call, not at start-up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from lora_mcp.dataset.inspect import DatasetReport, inspect_dataset
+from lora_mcp.dataset.models import DatasetReport
 from lora_mcp.paths import confine_existing_dir
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
@@ -34,6 +34,8 @@ def register(server: MCPServer, state: AppState) -> None:
         ] = None,
     ) -> DatasetReport:
         """Read-only check of a training folder: decodes every image and lists problems with fixes."""
+        from lora_mcp.dataset.inspect import inspect_dataset
+
         path = confine_existing_dir(folder, state.settings.roots)
 
         def progress(done: int, total: int) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from training_fixtures import TRIGGER, make_dataset
 
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobState
@@ -17,7 +18,6 @@ from lora_mcp.settings import Settings, get_settings
 from lora_mcp.training.config import LoRATrainingConfig
 from lora_mcp.training.generate import generate_training_config
 from lora_mcp.training.trainjob import TrainKind
-from training_fixtures import TRIGGER, make_dataset
 
 FAKE_AITK = Path(__file__).parent / "fake_aitk"
 
@@ -34,12 +34,22 @@ def use_fake_aitk(monkeypatch: pytest.MonkeyPatch, step_delay: float = 0.01) -> 
     return settings
 
 
-def write_config(settings: Settings, shared_images: Path, name: str = "lora_a", steps: int = 100, **extra: object) -> Path:
+def write_config(
+    settings: Settings, shared_images: Path, name: str = "lora_a", steps: int = 100, **extra: object
+) -> Path:
     """A real generated config for a small real dataset inside the root."""
     root = settings.roots[0]
     dataset = root / "dataset" if (root / "dataset").is_dir() else make_dataset(root, shared_images)
-    fields = {"name": name, "dataset_folder": str(dataset), "trigger_word": TRIGGER, "steps": steps,
-              "save_every": 40, "sample_every": 50, "vram_gb": 24, **extra}
+    fields = {
+        "name": name,
+        "dataset_folder": str(dataset),
+        "trigger_word": TRIGGER,
+        "steps": steps,
+        "save_every": 40,
+        "sample_every": 50,
+        "vram_gb": 24,
+        **extra,
+    }
     generated = generate_training_config(LoRATrainingConfig(**fields), settings)
     return Path(generated.config_path)
 
@@ -98,5 +108,14 @@ def group_gone(pgid: int | None) -> bool:
     return True
 
 
-__all__ = ["FAKE_AITK", "JobState", "group_gone", "new_manager", "process_gone", "use_fake_aitk", "wait_final",
-           "wait_until", "write_config"]
+__all__ = [
+    "FAKE_AITK",
+    "JobState",
+    "group_gone",
+    "new_manager",
+    "process_gone",
+    "use_fake_aitk",
+    "wait_final",
+    "wait_until",
+    "write_config",
+]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from mcp.server import MCPServer
 
 from lora_mcp import __version__
 from lora_mcp.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from lora_mcp.jobs.manager import JobManager
 
 INSTRUCTIONS = """\
 lora-mcp takes a folder of images to a trained Z-Image LoRA with Ostris AI-Toolkit.
@@ -16,21 +24,60 @@ start_training -> wait_for_job (repeat until the job ends) -> get_job for the Lo
 Every path must lie inside the configured roots (system_check lists them)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class AppState:
     """What every tool adapter needs; built once per server."""
 
     settings: Settings
+    _users: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @cached_property
+    def manager(self) -> JobManager:
+        """The job manager (created on first use; its store is jobs.db in the state dir)."""
+        from lora_mcp.jobs.manager import JobManager
+        from lora_mcp.training.trainjob import TrainKind
+
+        return JobManager(self.settings, [TrainKind()])
+
+    def acquire(self) -> None:
+        """A session started: make sure jobs are being watched."""
+        with self._lock:
+            self._users += 1
+            self.manager.start()
+
+    def release(self) -> None:
+        """A session ended: stop watching when it was the last (jobs keep running under their supervisors)."""
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self.manager.stop()
+
+
+def lifespan_for(state: AppState) -> Any:
+    """An MCPServer lifespan that watches jobs while any session is open."""
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
+        state.acquire()
+        try:
+            yield state
+        finally:
+            state.release()
+
+    return lifespan
 
 
 def build_server(settings: Settings | None = None) -> MCPServer:
     """Create the lora-mcp MCPServer with every tool registered."""
-    from lora_mcp.server import tools_dataset, tools_system
+    from lora_mcp.server import tools_dataset, tools_jobs, tools_system, tools_training_config
 
     settings = settings or get_settings()
     settings.ensure_dirs()
-    server = MCPServer("lora-mcp", instructions=INSTRUCTIONS, version=__version__)
     state = AppState(settings=settings)
+    server = MCPServer("lora-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan_for(state))
     tools_system.register(server, state)
     tools_dataset.register(server, state)
+    tools_jobs.register(server, state)
+    tools_training_config.register(server, state)
     return server

@@ -1,0 +1,1 @@
+"""Training: the typed run description, VRAM tiers, AI-Toolkit YAML, and how finished runs are reported."""

@@ -16,9 +16,9 @@ from lora_mcp.settings import get_settings
 
 
 def open_manager() -> JobManager:
-    from lora_mcp.training.trainjob import TrainKind
+    from lora_mcp.jobs.registry import open_manager as open_for
 
-    return JobManager(get_settings(), [TrainKind()])
+    return open_for(get_settings())
 
 
 def bar(progress: Progress, state: JobState, width: int = 30) -> str:

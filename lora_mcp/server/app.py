@@ -35,10 +35,9 @@ class AppState:
     @cached_property
     def manager(self) -> JobManager:
         """The job manager (created on first use; its store is jobs.db in the state dir)."""
-        from lora_mcp.jobs.manager import JobManager
-        from lora_mcp.training.trainjob import TrainKind
+        from lora_mcp.jobs.registry import open_manager
 
-        return JobManager(self.settings, [TrainKind()])
+        return open_manager(self.settings)
 
     def acquire(self) -> None:
         """A session started: make sure jobs are being watched."""

@@ -121,6 +121,7 @@ class JobManager:
         idempotency_key: str | None = None,
         resumed_from: str | None = None,
         prepare: Callable[[Path], None] | None = None,
+        lane_kind: str | None = None,
     ) -> JobRecord:
         """Queue a job. `prepare(job_dir)` writes the job's inputs (e.g. a config copy) before it can start."""
         handler = self._handler(kind)
@@ -136,7 +137,7 @@ class JobManager:
         record = self.store.insert(
             id=job_id,
             kind=kind.value,
-            lane_kind=handler.lane_kind,
+            lane_kind=lane_kind or handler.lane_kind,
             job_dir=job_dir,
             params=params,
             idempotency_key=idempotency_key,

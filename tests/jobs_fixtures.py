@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from training_fixtures import TRIGGER, make_dataset
 
-from lora_mcp.jobs.manager import JobManager
+from lora_mcp.jobs.manager import JobManager, pid_alive
 from lora_mcp.jobs.models import JobState
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings, get_settings
@@ -79,17 +79,8 @@ def wait_final(manager: JobManager, job_id: str, timeout: float = 90) -> JobReco
 
 
 def process_gone(pid: int | None) -> bool:
-    if not pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    """True when the process is gone (a zombie counts as gone)."""
+    return not pid_alive(pid)
 
 
 def group_gone(pgid: int | None) -> bool:

@@ -117,9 +117,15 @@ def register(server: MCPServer, app: AppState) -> None:
     ) -> JobStatus:
         """Wait until the job ends or the timeout passes, sending progress (step/total, newest log line)."""
 
+        sent: list[float] = []
+
         async def on_change(job: JobRecord, progress: Progress) -> None:
             total = progress.total_steps or job.params.get("steps")
-            await ctx.report_progress(progress.step, total, progress.message or job.state.value)
+            # MCP requires progress to increase with every notification: a new message at the same step
+            # (a phase change, a save) moves it by a hair instead of repeating the step.
+            value = float(progress.step) if not sent or progress.step > sent[-1] else sent[-1] + 0.001
+            sent.append(value)
+            await ctx.report_progress(value, total, progress.message or job.state.value)
 
         await app.manager.wait(job_id, min(timeout_seconds, MAX_WAIT_SECONDS), on_change)
         return await anyio.to_thread.run_sync(status_of, job_id)

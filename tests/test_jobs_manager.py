@@ -82,7 +82,8 @@ def test_cancel_stops_the_trainer_and_leaves_no_process(monkeypatch: pytest.Monk
     assert "Job stopped" in "\n".join(manager.tail(job_id, 50))
     # The supervisor exits right after recording the exit code; nothing of the job may linger.
     wait_until(lambda: process_gone(job.supervisor_pid) and group_gone(job.child_pid), 5, "no process left")
-    # Resume continues from the newest checkpoint (step 40), not from zero.
+    # Resume continues from the newest checkpoint (step 40), not from zero; fast steps keep the test short.
+    monkeypatch.setenv("FAKE_AITK_STEP_DELAY", "0.005")
     resumed = resume_training(manager, job_id)
     assert resumed.resumed_from == job_id
     done = wait_final(manager, resumed.job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -95,11 +96,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if args.jobs_command == "list":
         kind = JobKind(args.kind) if args.kind else None
         state = JobState(args.state) if args.state else None
-        for job in manager.store.list_jobs(kind=kind, state=state):
-            show(job_status(manager, job), args.json)
+        statuses = [job_status(manager, job) for job in manager.store.list_jobs(kind=kind, state=state)]
+        if args.json:  # one JSON document, so `| jq` works
+            print(json.dumps([s.model_dump(mode="json") for s in statuses], indent=2))
+            return 0
+        for status in statuses:
+            show(status, False)
         return 0
     if args.jobs_command == "logs":
-        print("\n".join(manager.tail(args.job_id, args.tail)))
+        lines = manager.tail(args.job_id, args.tail)
+        print(json.dumps({"job_id": args.job_id, "lines": lines}, indent=2) if args.json else "\n".join(lines))
         return 0
     if args.jobs_command == "cancel":
         manager.cancel(args.job_id)
@@ -113,7 +119,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         follow(manager, args.job_id) if args.jobs_command == "wait" else job_status(manager, manager.get(args.job_id))
     )
     show(status, args.json)
-    return 0
+    return 1 if args.jobs_command == "wait" and status.state in (JobState.FAILED, JobState.CANCELLED) else 0
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -49,35 +49,50 @@ def read_plan(config_path: Path, settings: Settings) -> TrainPlan:
             hint="Call generate_training_config to write a valid one.",
             field="config_path",
         ) from exc
+
+    def need(*keys: str | int) -> Any:
+        value = data
+        for depth, key in enumerate(keys, 1):
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = None
+            if value is None or value == []:
+                where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys[:depth]).lstrip(".")
+                raise InvalidInput(
+                    f"The config {config_path} has no {where}: it is not an AI-Toolkit job this server can run.",
+                    hint="It needs config.name, config.process[0].training_folder and "
+                    "config.process[0].datasets[].folder_path; call generate_training_config to write one.",
+                    field="config_path",
+                )
+        return value
+
+    process = ("config", "process", 0)
+    name = str(need("config", "name"))
+    training_folder = confine(need(*process, "training_folder"), settings.roots, what="training_folder")
+    datasets = need(*process, "datasets")
+    folders = [
+        confine(need(*process, "datasets", i, "folder_path"), settings.roots, what="datasets.folder_path")
+        for i in range(len(datasets) if isinstance(datasets, list) else 1)
+    ]
+    train = need(*process).get("train") or {}  # process[0] is a mapping: training_folder was found in it
     try:
-        config = data["config"]
-        name = str(config["name"])
-        process = config["process"][0]
-        training_folder = confine(process["training_folder"], settings.roots, what="training_folder")
-        datasets = process.get("datasets") or []
-        folders = [confine(d["folder_path"], settings.roots, what="datasets.folder_path") for d in datasets]
-        steps = process.get("train", {}).get("steps")
-        resolutions = (datasets[0].get("resolution") if datasets else None) or None
-    except (KeyError, IndexError, TypeError) as exc:
+        steps = int(train.get("steps") or 0) or None
+        resolutions = datasets[0].get("resolution") or None
+        resolutions = [int(r) for r in resolutions] if isinstance(resolutions, list) else None
+    except (AttributeError, TypeError, ValueError) as exc:
         raise InvalidInput(
-            f"The config {config_path} is not an AI-Toolkit job this server can run (missing {exc}).",
-            hint="It needs config.name, config.process[0].training_folder and datasets; "
-            "call generate_training_config to write one.",
+            f"The config {config_path} has a malformed train.steps or datasets[0].resolution: {exc}",
+            hint="train.steps is a whole number and resolution a list of them; call generate_training_config.",
             field="config_path",
         ) from exc
-    if not folders:
-        raise InvalidInput(
-            f"The config {config_path} has no datasets.",
-            field="config_path",
-            hint="Add a dataset folder, or call generate_training_config.",
-        )
     return TrainPlan(
         name=name,
         training_folder=training_folder,
-        steps=int(steps) if steps else None,
+        steps=steps,
         dataset_folders=folders,
-        trigger_word=process.get("trigger_word"),
-        resolutions=[int(r) for r in resolutions] if isinstance(resolutions, list) else None,
+        trigger_word=need(*process).get("trigger_word"),
+        resolutions=resolutions,
     )
 
 

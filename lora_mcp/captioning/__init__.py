@@ -1,0 +1,1 @@
+"""Captioning: the Captioner interface, JoyCaption / Ollama / OpenAI-compatible / template backends, the worker."""

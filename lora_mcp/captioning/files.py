@@ -1,0 +1,87 @@
+"""Caption files on disk: which images need one, atomic UTF-8 writes, and backups of replaced captions.
+
+A write goes to a hidden temp file in the same folder and is moved into place with `os.replace`, so a reader (or a
+cancelled run) only ever sees the old caption or the whole new one. Replaced captions are copied first into
+`<dataset>/_caption_backups/<timestamp>/<same relative path>`; dataset inspection skips that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from lora_mcp.dataset.captions import caption_path
+from lora_mcp.dataset.scan import scan_folder
+
+BACKUP_DIR = "_caption_backups"
+
+
+class OverwritePolicy(StrEnum):
+    """What to do with an image that already has a non-empty caption."""
+
+    SKIP = "skip"
+    """Leave it alone (default)."""
+    BACKUP = "backup"
+    """Caption it again; the old caption is kept in `_caption_backups/<timestamp>/`."""
+
+
+@dataclass(frozen=True)
+class CaptionPlan:
+    """Images (relative POSIX paths) to caption, and those skipped because they already have a caption."""
+
+    todo: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def has_caption(image: Path, caption_ext: str) -> bool:
+    """True if the image's caption file exists and holds more than whitespace."""
+    path = caption_path(image, caption_ext)
+    try:
+        return bool(path.read_bytes().strip())
+    except OSError:
+        return False
+
+
+def plan_captions(folder: Path, caption_ext: str, overwrite: OverwritePolicy) -> CaptionPlan:
+    """Every image AI-Toolkit would train on, split by the overwrite policy."""
+    images = scan_folder(folder, caption_ext).images
+    if overwrite == OverwritePolicy.BACKUP:
+        return CaptionPlan(todo=images)
+    todo = [rel for rel in images if not has_caption(folder / rel, caption_ext)]
+    done = set(todo)
+    return CaptionPlan(todo=todo, skipped=[rel for rel in images if rel not in done])
+
+
+def backup_folder(folder: Path, now: float | None = None) -> Path:
+    """A fresh backup folder path for this run (created on first use)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now or time.time()))
+    return folder / BACKUP_DIR / stamp
+
+
+def backup_caption(folder: Path, caption: Path, backup_root: Path) -> Path | None:
+    """Copy an existing caption into the backup folder; None when there was nothing to keep."""
+    if not caption.is_file() or not caption.read_bytes().strip():
+        return None
+    target = backup_root / caption.relative_to(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(caption, target)
+    return target
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text through a temp file and os.replace; an interruption leaves no partial file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -108,11 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=cmd_inspect)
 
+    from lora_mcp.captioning.cli import add_parsers as add_caption_parsers
     from lora_mcp.jobs.cli import add_parsers as add_job_parsers
+    from lora_mcp.review.cli import add_parsers as add_review_parsers
     from lora_mcp.training.cli import add_parser as add_config_parser
+    from lora_mcp.training.export_cli import add_parser as add_export_parser
 
+    add_caption_parsers(sub)
     add_config_parser(sub)
     add_job_parsers(sub)
+    add_review_parsers(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -76,6 +76,18 @@ class Settings(BaseSettings):
     comfyui_loras_dir: Path | None = None
     """ComfyUI's models/loras folder, for export."""
 
+    comfyui_url: str | None = None
+    """ComfyUI's base URL (e.g. `http://comfyui:8188`), asked to free GPU memory before GPU jobs."""
+
+    free_comfyui_before_gpu_jobs: bool = False
+    """Before a GPU job starts, ask ComfyUI (`POST /free`) to unload its models and free memory."""
+
+    free_ollama_before_gpu_jobs: bool = False
+    """Before a GPU job starts, ask Ollama to unload every loaded model (`keep_alive: 0`)."""
+
+    gpu_handoff_timeout: float = Field(default=3.0, gt=0, le=30)
+    """Seconds to wait for each ComfyUI/Ollama request of the GPU hand-off (the whole hand-off stops after 8 s)."""
+
     @field_validator("roots", mode="before")
     @classmethod
     def _parse_roots(cls, value: object) -> object:

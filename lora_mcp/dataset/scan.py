@@ -3,7 +3,9 @@
 - Subfolders ARE scanned: AI-Toolkit walks the dataset folder recursively (`os.walk`), so an image in a subfolder
   is trained on; its caption sits beside it.
 - Skipped like AI-Toolkit: hidden files and folders (`.thumbs`, `.aitk_size.json`), and the `_controls` folder.
-  Also skipped: AI-Toolkit's caches `_latent_cache`, `_t_e_cache` and `_clip_vision_cache` (they hold no images).
+  Also skipped: AI-Toolkit's caches `_latent_cache`, `_t_e_cache` and `_clip_vision_cache` (they hold no images),
+  and lora-mcp's `_caption_backups` and `_reviews` (old captions and review YAML only, so AI-Toolkit trains on
+  nothing there either).
 - Image extensions are AI-Toolkit's `image_extensions` (.jpg .jpeg .png .webp), matched case-insensitively.
   Other image extensions are listed as unsupported: AI-Toolkit skips those files silently.
 - Symlinked folders are not followed (os.walk's default). A symlinked file whose target lies outside the folder
@@ -28,7 +30,9 @@ UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
 )  # fmt: skip
 """Image formats people drop into dataset folders that AI-Toolkit does not pick up."""
 
-SKIPPED_DIRS = frozenset({"_controls", "_latent_cache", "_t_e_cache", "_clip_vision_cache"})
+SKIPPED_DIRS = frozenset(
+    {"_controls", "_latent_cache", "_t_e_cache", "_clip_vision_cache", "_caption_backups", "_reviews"}
+)
 
 
 @dataclass

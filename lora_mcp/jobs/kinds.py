@@ -44,8 +44,13 @@ class Outcome:
 class KindHandler(Protocol):
     """Everything kind-specific the manager needs."""
 
-    kind: JobKind
-    lane_kind: str  # "gpu" or "cpu"
+    # Read-only, so frozen dataclasses (lora_mcp.jobs.worker.WorkerKind) qualify as well as class attributes.
+    @property
+    def kind(self) -> JobKind: ...
+
+    @property
+    def lane_kind(self) -> str:  # "gpu" or "cpu"
+        ...
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec: ...
 

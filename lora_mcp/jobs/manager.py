@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import anyio
 from lora_mcp.errors import InvalidInput, NotFound
 from lora_mcp.jobs.kinds import KindHandler, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
+from lora_mcp.jobs.status import write_launch_notes
 from lora_mcp.jobs.store import JobRecord, JobStore, new_job_id
 from lora_mcp.jobs.supervisor import CHILD_PID_NAME, EXIT_CODE_NAME, LOG_NAME
 from lora_mcp.settings import Settings
@@ -84,6 +85,8 @@ class Watch:
 
 
 ChangeCallback = Callable[[JobRecord, Progress], Awaitable[None]]
+PreLaunchHook = Callable[[JobRecord], list[str]]
+"""Runs just before a GPU job's supervisor starts; returns lines saying what it did (they go to the log and status)."""
 
 
 class JobManager:
@@ -96,8 +99,10 @@ class JobManager:
         *,
         poll_interval: float = 0.1,
         cancel_grace_seconds: float = 30.0,
+        before_gpu_launch: Sequence[PreLaunchHook] = (),
     ) -> None:
         self.settings = settings
+        self.before_gpu_launch = list(before_gpu_launch)
         self.store = JobStore(settings.db_path)
         self.handlers = {h.kind: h for h in handlers}
         self.poll_interval = poll_interval
@@ -144,7 +149,7 @@ class JobManager:
             resumed_from=resumed_from,
         )
         self.dispatch()
-        return record
+        return self.store.get(job_id) or record  # dispatch may have started it already
 
     def get(self, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
@@ -311,6 +316,7 @@ class JobManager:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
         if job.lane and job.lane.startswith("gpu:"):
             env["CUDA_VISIBLE_DEVICES"] = job.lane.split(":", 1)[1]
+            self._run_pre_launch_hooks(job)
         command = [
             sys.executable,
             "-m",
@@ -329,6 +335,20 @@ class JobManager:
         self.store.update(job.id, supervisor_pid=popen.pid, progress=progress)
         self._watches[job.id] = Watch(parser=handler.make_parser(job), offset=0, popen=popen)
         log.info("started job %s on %s: %s", job.id, job.lane, " ".join(spec.command))
+
+    def _run_pre_launch_hooks(self, job: JobRecord) -> None:
+        """Run the GPU pre-launch hooks; their lines go to the job's log (prefixed `lora-mcp:`) and launch notes."""
+        notes: list[str] = []
+        for hook in self.before_gpu_launch:
+            try:
+                notes.extend(hook(job))
+            except Exception as exc:  # a hook is a courtesy to other GPU users: it must never stop the job
+                log.exception("pre-launch hook failed for job %s", job.id)
+                notes.append(f"pre-launch hook {getattr(hook, '__name__', 'hook')} failed: {exc}")
+        if notes:
+            with open(job.job_dir / LOG_NAME, "a", encoding="utf-8") as fh:
+                fh.writelines(f"lora-mcp: {line}\n" for line in notes)
+            write_launch_notes(job.job_dir, notes)
 
     def _pump(self, job: JobRecord, watch: Watch) -> bool:
         """Feed new log bytes to the parser; persist progress now and then. True if anything was read."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -10,10 +12,13 @@ from pydantic import BaseModel, Field
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase
 from lora_mcp.jobs.store import JobRecord
 
+LAUNCH_NOTES_NAME = "launch_notes.json"
+
 NEXT_STEP = {
     JobState.QUEUED: "Call wait_for_job to follow it; it starts when its lane is free.",
     JobState.RUNNING: "Call wait_for_job again (it returns within ~45 s) until the state is final.",
-    JobState.SUCCEEDED: "Done. outputs.lora_path is the LoRA; get_job(include_images=True) shows samples.",
+    JobState.SUCCEEDED: "Done. outputs.lora_path is the LoRA; get_job(include_images=True) shows samples; "
+    "export_lora copies it into ComfyUI's LoRA folder.",
     JobState.FAILED: "Read error.hint, fix the cause, then resume_training (training continues from its last "
     "checkpoint).",
     JobState.CANCELLED: "Cancelled. resume_training continues from the last saved checkpoint.",
@@ -50,6 +55,10 @@ class JobStatus(BaseModel):
     outputs: JobOutputs
     resumed_from: str | None = None
     cancel_requested: bool = False
+    launch_notes: list[str] = Field(
+        default_factory=list,
+        description="What lora-mcp did just before the job started, e.g. asking ComfyUI and Ollama to free GPU memory.",
+    )
     next_step: str = Field(description="What to call next.")
 
 
@@ -67,6 +76,20 @@ def job_outputs(raw: dict[str, Any]) -> JobOutputs:
             if k not in {"lora_path", "output_dir", "checkpoints", "samples", "lora_metadata"}
         },
     )
+
+
+def write_launch_notes(job_dir: Path, notes: list[str]) -> None:
+    """Record what happened just before a job started (read back by `read_launch_notes`)."""
+    (job_dir / LAUNCH_NOTES_NAME).write_text(json.dumps(notes, indent=2), encoding="utf-8")
+
+
+def read_launch_notes(job_dir: Path) -> list[str]:
+    """The launch notes of a job, or [] when it has none (or they cannot be read)."""
+    try:
+        notes = json.loads((job_dir / LAUNCH_NOTES_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def build_status(job: JobRecord, *, progress: Any, queue_position: int | None, outputs: dict[str, Any]) -> JobStatus:
@@ -89,6 +112,7 @@ def build_status(job: JobRecord, *, progress: Any, queue_position: int | None, o
         outputs=job_outputs(outputs),
         resumed_from=job.resumed_from,
         cancel_requested=job.cancel_requested_at is not None,
+        launch_notes=read_launch_notes(job.job_dir),
         next_step=NEXT_STEP[job.state],
     )
 
@@ -99,6 +123,8 @@ def job_status(manager: Any, job: JobRecord) -> JobStatus:
     if not job.state.final or not outputs:
         handler = manager.handlers.get(job.kind)
         outputs = handler.outputs(job) if handler is not None and job.state != JobState.QUEUED else outputs
-    return build_status(
+    status = build_status(
         job, progress=manager.live_progress(job), queue_position=manager.queue_position(job), outputs=outputs
     )
+    next_step = getattr(manager.handlers.get(job.kind), "next_steps", {}).get(job.state)
+    return status.model_copy(update={"next_step": next_step}) if next_step else status

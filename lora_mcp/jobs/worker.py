@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,8 @@ class WorkerKind:
     kind: JobKind
     lane_kind: str
     module: str
+    next_steps: Mapping[JobState, str] = field(default_factory=dict)
+    """What the agent should call next, per state, where the train-oriented default (jobs.status) does not fit."""
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec:
         return LaunchSpec(

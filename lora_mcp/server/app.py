@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 INSTRUCTIONS = """\
 lora-mcp takes a folder of images to a trained Z-Image LoRA with Ostris AI-Toolkit.
-Typical flow: system_check -> inspect_dataset(folder) -> fix what it reports -> generate_training_config ->
+Typical flow: system_check -> inspect_dataset(folder) -> fix what it reports -> caption_images (a job; follow it
+with wait_for_job) if captions are missing -> generate_training_config ->
 start_training -> wait_for_job (repeat until the job ends) -> get_job for the LoRA and samples.
 Every path must lie inside the configured roots (system_check lists them)."""
 
@@ -69,7 +70,15 @@ def lifespan_for(state: AppState) -> Any:
 
 def build_server(settings: Settings | None = None) -> MCPServer:
     """Create the lora-mcp MCPServer with every tool registered."""
-    from lora_mcp.server import tools_dataset, tools_jobs, tools_system, tools_training_config
+    from lora_mcp.server import (
+        tools_caption,
+        tools_dataset,
+        tools_export,
+        tools_jobs,
+        tools_review,
+        tools_system,
+        tools_training_config,
+    )
 
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -77,6 +86,9 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     server = MCPServer("lora-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan_for(state))
     tools_system.register(server, state)
     tools_dataset.register(server, state)
+    tools_caption.register(server, state)
     tools_jobs.register(server, state)
     tools_training_config.register(server, state)
+    tools_review.register(server, state)
+    tools_export.register(server, state)
     return server

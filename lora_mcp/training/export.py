@@ -1,0 +1,270 @@
+"""Export a trained LoRA into ComfyUI's LoRA folder: an atomic copy plus a sidecar JSON with the trigger word.
+
+The copy goes to a hidden temp file in the destination folder, is fsynced, then renamed to the final name with
+`os.replace`, so ComfyUI (which lists the folder by extension) never sees a half-written `.safetensors`. An existing
+file of the same name (checked just before the copy) is never overwritten: identical bytes make the export a no-op,
+different bytes are refused.
+The sidecar `<stem>.json` sits beside the LoRA; besides lora-mcp's fields it carries `activation text`, the key
+Automatic1111/Forge and some ComfyUI LoRA browsers read for trigger words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field
+
+from lora_mcp import __version__
+from lora_mcp.errors import InvalidInput, OperationFailed
+from lora_mcp.jobs.manager import JobManager
+from lora_mcp.jobs.models import JobKind, JobState
+from lora_mcp.jobs.store import JobRecord
+from lora_mcp.settings import Settings
+from lora_mcp.training.artifacts import TrainOutputs, collect_outputs, read_safetensors_metadata
+from lora_mcp.training.trainjob import CONFIG_COPY
+
+Destination = Literal["comfyui"]
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
+CHUNK = 1 << 20
+FILE_MODE = 0o644  # ComfyUI often runs as another user (another container): the export must be world-readable
+
+
+class ExportResult(BaseModel):
+    """Where an exported LoRA landed and what its sidecar records."""
+
+    job_id: str
+    path: str = Field(description="The LoRA file in ComfyUI's LoRA folder.")
+    sidecar_path: str = Field(description="The JSON beside it: trigger word, job id, step, base model, created.")
+    file_name: str = Field(description="The name to pick in ComfyUI's LoraLoader nodes.")
+    step: int | None
+    trigger_word: str | None
+    base_model: str | None
+    size_bytes: int
+    sha256: str
+    already_present: bool = Field(description="True when the same file was already there (nothing was copied).")
+    next_step: str
+
+
+def export_lora(
+    manager: JobManager,
+    job_id: str,
+    destination: Destination = "comfyui",
+    checkpoint: int | str | None = None,
+    name: str | None = None,
+) -> ExportResult:
+    """Copy a train job's final LoRA (or one checkpoint) into ComfyUI's LoRA folder with a sidecar JSON."""
+    job = manager.get(job_id)
+    target_dir = destination_dir(manager.settings, destination)
+    if job.kind != JobKind.TRAIN:
+        raise InvalidInput(f"Job {job_id} is a {job.kind.value} job; only train jobs have a LoRA.", field="job_id")
+    outputs = collect_outputs(Path(job.params["training_folder"]) / job.params["name"], job.params["name"])
+    source, step = pick_source(job, outputs, checkpoint)
+    stem = file_stem(job.params["name"] if name is None else name, step if checkpoint is not None else None)
+    target = target_dir / f"{stem}.safetensors"
+    step = saved_step(source, step)
+    digest = sha256_of(source)
+    already = target.exists()
+    if already and sha256_of(target) != digest:
+        raise OperationFailed(
+            f"{target} already exists and is a different file; it was left unchanged.",
+            hint=f"Export under another name (name='{stem}_v2'), or delete or rename the existing file first.",
+        )
+    sidecar = target.with_suffix(".json")
+    config = read_job_config(job)
+    try:
+        if not already:
+            atomic_copy(source, target)
+        if not sidecar.exists():
+            write_atomic(sidecar, json.dumps(sidecar_record(job, config, target, step, digest), indent=2) + "\n")
+    except OSError as exc:
+        raise OperationFailed(
+            f"Copying {source.name} into {target_dir} failed: {exc}. No partial file was left there.",
+            hint="Check free space and that the server's user may write to that folder, then export again.",
+        ) from exc
+    trigger = config.get("trigger_word")
+    return ExportResult(
+        job_id=job.id,
+        path=str(target),
+        sidecar_path=str(sidecar),
+        file_name=target.name,
+        step=step,
+        trigger_word=trigger,
+        base_model=config.get("base_model"),
+        size_bytes=target.stat().st_size,
+        sha256=digest,
+        already_present=already,
+        next_step=f"In ComfyUI press R (refresh), pick {target.name} in a LoraLoaderModelOnly node"
+        + (f" and put the trigger word '{trigger}' in the prompt." if trigger else "."),
+    )
+
+
+def destination_dir(settings: Settings, destination: Destination) -> Path:
+    """ComfyUI's LoRA folder from the settings, or an error saying what to set."""
+    if destination != "comfyui":
+        raise InvalidInput(f"Unknown destination {destination!r}.", hint="Use destination='comfyui'.")
+    folder = settings.comfyui_loras_dir
+    if folder is None:
+        raise OperationFailed(
+            "LORA_MCP_COMFYUI_LORAS_DIR is not set, so there is no ComfyUI LoRA folder to export to.",
+            hint="Set LORA_MCP_COMFYUI_LORAS_DIR to ComfyUI's models/loras folder (in Docker: mount it, see "
+            "docs/deployment.md) and restart the server; get_job's outputs.lora_path is the file meanwhile.",
+        )
+    if not folder.is_dir():
+        raise OperationFailed(
+            f"ComfyUI's LoRA folder {folder} (LORA_MCP_COMFYUI_LORAS_DIR) does not exist or is not a folder.",
+            hint="Create it or fix LORA_MCP_COMFYUI_LORAS_DIR (in Docker: check the models/loras volume), then retry.",
+        )
+    return folder
+
+
+def pick_source(job: JobRecord, outputs: TrainOutputs, checkpoint: int | str | None) -> tuple[Path, int | None]:
+    """The file to export and its step: the final LoRA, or the checkpoint named by step or path."""
+    steps = [c.step for c in outputs.checkpoints if c.step is not None]
+    available = ", ".join(str(s) for s in steps) or "none"
+    if checkpoint is None:
+        # Only a succeeded job's final file is its own: a failed re-run finds the one an earlier run left.
+        if outputs.lora_path is None or job.state != JobState.SUCCEEDED:
+            raise InvalidInput(
+                f"Job {job.id} has no final LoRA to export (state {job.state.value}).",
+                field="job_id",
+                hint=f"{'resume_training to finish it' if job.state.final else 'wait_for_job until it succeeds'}, "
+                f"or export a saved checkpoint with checkpoint=<step> (saved steps: {available}).",
+            )
+        return Path(outputs.lora_path), None
+    for entry in outputs.checkpoints:
+        if _matches(checkpoint, entry.step, Path(entry.path)):
+            return Path(entry.path), entry.step
+    raise InvalidInput(
+        f"Job {job.id} has no checkpoint {checkpoint!r}.",
+        field="checkpoint",
+        hint=f"Pass one of the saved steps ({available}) or a path from get_job's outputs.checkpoints; "
+        "omit checkpoint for the final LoRA.",
+    )
+
+
+def saved_step(source: Path, step: int | None) -> int | None:
+    """The step of a checkpoint, or the final LoRA's `training_info.step`; fails on an incomplete file."""
+    try:
+        metadata = read_safetensors_metadata(source)
+    except Exception as exc:  # safetensors raises its own error types for a truncated or foreign file
+        raise OperationFailed(
+            f"{source} is not a complete safetensors file: {exc}",
+            hint="If the job is still saving it, wait_for_job and export again; else export another checkpoint.",
+        ) from exc
+    info = metadata.get("training_info")
+    if step is None and isinstance(info, dict) and isinstance(info.get("step"), int):
+        return int(info["step"])
+    return step
+
+
+def _matches(wanted: int | str, step: int | None, path: Path) -> bool:
+    if isinstance(wanted, int) or wanted.strip().isdigit():
+        return step == int(wanted)
+    return os.path.realpath(wanted) == os.path.realpath(path)
+
+
+def file_stem(name: str, step: int | None) -> str:
+    """`<name>` or `<name>_step<N>`; the name must be a plain file name (no folders, no leading `-` or `.`)."""
+    if not SAFE_NAME.match(name) or name.endswith(".safetensors"):
+        raise InvalidInput(
+            f"{name!r} is not a usable LoRA file name.",
+            field="name",
+            hint="Use letters, digits, '.', '_' and '-' only, starting with a letter or digit, without the "
+            ".safetensors suffix (e.g. name='my_style_v2').",
+        )
+    return f"{name}_step{step}" if step is not None else name
+
+
+def read_job_config(job: JobRecord) -> dict[str, Any]:
+    """Trigger word and base model from the job's frozen AI-Toolkit config ({} when it cannot be read)."""
+    try:
+        data = yaml.safe_load((job.job_dir / CONFIG_COPY).read_text(encoding="utf-8"))
+        process = data["config"]["process"][0]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return {}
+    model = process.get("model") or {}
+    return {
+        "trigger_word": process.get("trigger_word"),
+        "base_model": model.get("name_or_path"),
+        "arch": model.get("arch"),
+    }
+
+
+def sidecar_record(
+    job: JobRecord, config: dict[str, Any], target: Path, step: int | None, digest: str
+) -> dict[str, Any]:
+    """What the sidecar JSON holds."""
+    trigger = config.get("trigger_word")
+    return {
+        "file": target.name,
+        "trigger_word": trigger,
+        "activation text": trigger or "",
+        "job_id": job.id,
+        "name": job.params.get("name"),
+        "step": step,
+        "total_steps": job.params.get("steps"),
+        "base_model": config.get("base_model"),
+        "arch": config.get("arch"),
+        "sha256": digest,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_by": f"lora-mcp {__version__}",
+    }
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_copy(source: Path, target: Path) -> None:
+    """Copy `source` to `target` through a fsynced temp file in the target's folder; no partial file is left."""
+    with open(source, "rb") as src:
+        _atomic_write(target, lambda dst: shutil.copyfileobj(src, dst, CHUNK))
+
+
+def write_atomic(target: Path, text: str) -> None:
+    """Write a small text file the same way as `atomic_copy`."""
+    _atomic_write(target, lambda dst: dst.write(text.encode("utf-8")))
+
+
+def _atomic_write(target: Path, fill: Any) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".lora-mcp-", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            fill(dst)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename durable; some filesystems (and Windows) cannot open a folder, which is fine to skip."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

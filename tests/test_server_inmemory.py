@@ -103,3 +103,24 @@ def test_start_up_imports_no_heavy_library() -> None:
     after_build, after_session = proc.stdout.splitlines()[-2:]
     assert after_build == "[]", f"imported while building the server: {after_build}"
     assert after_session == "[]", f"imported while opening a session and listing tools: {after_session}"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_guided_character_prompt(settings: Settings, mode: str) -> None:
+    async with Client(build_server(settings), mode=mode) as client:
+        listed = await client.list_prompts()
+        assert [p.name for p in listed.prompts] == ["train_character_lora"]
+        prompt = await client.get_prompt("train_character_lora", {"folder": "/data/cat", "trigger_word": "ohwx"})
+    text = prompt.messages[0].content.text  # type: ignore[union-attr]
+    assert 'inspect_dataset(folder="/data/cat", trigger_word="ohwx")' in text
+    for tool in (
+        "system_check",
+        "caption_images",
+        "review_captions",
+        "generate_training_config",
+        "start_training",
+        "wait_for_job",
+        "export_lora",
+    ):
+        assert tool in text
+    assert 'vram_gb="auto"' in text

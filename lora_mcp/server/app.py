@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 INSTRUCTIONS = """\
 lora-mcp takes a folder of images to a trained Z-Image LoRA with Ostris AI-Toolkit.
-Typical flow: system_check -> inspect_dataset(folder) -> fix what it reports -> caption_images (a job; follow it
-with wait_for_job) if captions are missing -> generate_training_config ->
-start_training -> wait_for_job (repeat until the job ends) -> get_job for the LoRA and samples.
-Every path must lie inside the configured roots (system_check lists them)."""
+Typical flow: system_check -> inspect_dataset(folder) -> fix what it reports -> caption_images if captions are
+missing -> review_captions, then apply_caption_review once the review file's decisions are set ->
+generate_training_config -> start_training -> wait_for_job (call again until the job ends) -> get_job for the LoRA
+and samples -> export_lora to hand it to ComfyUI. Captioning, review and training are jobs: each returns a job id at
+once; follow it with wait_for_job. Every path must lie inside the configured roots (system_check lists them)."""
 
 
 @dataclass
@@ -71,6 +72,7 @@ def lifespan_for(state: AppState) -> Any:
 def build_server(settings: Settings | None = None) -> MCPServer:
     """Create the lora-mcp MCPServer with every tool registered."""
     from lora_mcp.server import (
+        prompts,
         tools_caption,
         tools_dataset,
         tools_export,
@@ -91,4 +93,5 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     tools_training_config.register(server, state)
     tools_review.register(server, state)
     tools_export.register(server, state)
+    prompts.register(server, state)
     return server

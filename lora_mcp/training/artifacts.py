@@ -114,7 +114,9 @@ def contact_sheet(samples: list[Sample], *, tile: int = 256, columns: int = 4) -
         try:
             with Image.open(sample.path) as img:
                 thumb = img.convert("RGB")
-                thumb.thumbnail((tile, tile))
+                # Fit the tile both ways: small samples (e.g. 256 px test runs) are enlarged, large ones shrunk.
+                scale = tile / max(thumb.width, thumb.height)
+                thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
         except OSError:
             continue
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))

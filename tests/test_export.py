@@ -120,7 +120,9 @@ def test_a_failure_mid_copy_leaves_the_destination_untouched(
     monkeypatch.setattr(module, attribute, fake)
     with pytest.raises(OperationFailed, match="No partial file was left there"):
         export_lora(manager, job.id)
-    assert len(temp_files) == 1 and temp_files[0].startswith(".lora-mcp-"), "the copy went to a hidden temp file"
+    assert len(temp_files) == 1 and temp_files[0].startswith(".") and temp_files[0].endswith(".tmp"), (
+        "the copy went to a hidden temp file"
+    )
     assert listing(loras) == []
     monkeypatch.setattr(module, attribute, real)
     assert not export_lora(manager, job.id).already_present, "a retry exports normally"

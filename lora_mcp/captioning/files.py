@@ -7,9 +7,7 @@ cancelled run) only ever sees the old caption or the whole new one. Replaced cap
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +15,7 @@ from pathlib import Path
 
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.dataset.scan import scan_folder
+from lora_mcp.fsutil import write_text_atomic as write_text_atomic  # re-exported for the caption runner
 
 BACKUP_DIR = "_caption_backups"
 
@@ -71,17 +70,3 @@ def backup_caption(folder: Path, caption: Path, backup_root: Path) -> Path | Non
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(caption, target)
     return target
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text through a temp file and os.replace; an interruption leaves no partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

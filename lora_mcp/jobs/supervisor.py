@@ -6,7 +6,7 @@ It is started in its own session by the manager. It starts COMMAND in a new sess
 signal the child's whole process group), with stdout and stderr appended to JOB_DIR/log.txt (a file, never a pipe:
 the child can never block on a reader that is slow or gone), writes the child's pid to JOB_DIR/child.pid, and when
 the child ends writes JOB_DIR/exit_code.json atomically. SIGINT/SIGTERM sent to the supervisor are forwarded to the
-child's group. Only the standard library is imported here.
+child's group. Only the standard library (and lora_mcp.fsutil, which uses nothing else) is imported here.
 """
 
 from __future__ import annotations
@@ -20,19 +20,11 @@ import sys
 import time
 from pathlib import Path
 
+from lora_mcp.fsutil import write_text_atomic
+
 LOG_NAME = "log.txt"
 CHILD_PID_NAME = "child.pid"
 EXIT_CODE_NAME = "exit_code.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file so that readers see either nothing or all of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def run(job_dir: Path, cwd: Path, command: list[str]) -> int:
@@ -59,13 +51,13 @@ def run(job_dir: Path, cwd: Path, command: list[str]) -> int:
         except OSError as exc:
             log.write(f"lora-mcp supervisor: could not start {command[0]!r}: {exc}\n".encode())
             record = {"returncode": 127, "started_at": started, "finished_at": time.time(), "spawn_error": str(exc)}
-            write_atomic(job_dir / EXIT_CODE_NAME, json.dumps(record))
+            write_text_atomic(job_dir / EXIT_CODE_NAME, json.dumps(record))
             return 127
-        write_atomic(job_dir / CHILD_PID_NAME, str(child.pid))
+        write_text_atomic(job_dir / CHILD_PID_NAME, str(child.pid))
         for signum in pending:
             forward(signum, None)
         returncode = child.wait()
-    write_atomic(
+    write_text_atomic(
         job_dir / EXIT_CODE_NAME,
         json.dumps({"returncode": returncode, "started_at": started, "finished_at": time.time()}),
     )

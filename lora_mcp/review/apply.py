@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.errors import InvalidInput
+from lora_mcp.fsutil import write_text_atomic
 from lora_mcp.paths import confine_existing_dir
 from lora_mcp.review.models import Decision, Verdict
 from lora_mcp.review.reviewfile import ImageReview, load_review
@@ -159,12 +160,7 @@ def _write_one(entry: ImageReview, path: Path, text: str, backups: _Backups) -> 
         return "conflict: the caption changed since the review (hash differs); review it again"
     if current is not None:
         backups.keep(path)
-    tmp = path.with_name(f".{path.name}.lora-mcp.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(text.encode("utf-8"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return None
 
 

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from lora_mcp import __version__
 from lora_mcp.errors import InvalidInput, OperationFailed
+from lora_mcp.fsutil import atomic_write, write_text_atomic
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
@@ -84,7 +84,7 @@ def export_lora(
         if not already:
             atomic_copy(source, target)
         if not sidecar.exists():
-            write_atomic(sidecar, json.dumps(sidecar_record(job, config, target, step, digest), indent=2) + "\n")
+            write_text_atomic(sidecar, json.dumps(sidecar_record(job, config, target, step, digest), indent=2) + "\n")
     except OSError as exc:
         raise OperationFailed(
             f"Copying {source.name} into {target_dir} failed: {exc}. No partial file was left there.",
@@ -232,39 +232,4 @@ def sha256_of(path: Path) -> str:
 def atomic_copy(source: Path, target: Path) -> None:
     """Copy `source` to `target` through a fsynced temp file in the target's folder; no partial file is left."""
     with open(source, "rb") as src:
-        _atomic_write(target, lambda dst: shutil.copyfileobj(src, dst, CHUNK))
-
-
-def write_atomic(target: Path, text: str) -> None:
-    """Write a small text file the same way as `atomic_copy`."""
-    _atomic_write(target, lambda dst: dst.write(text.encode("utf-8")))
-
-
-def _atomic_write(target: Path, fill: Any) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".lora-mcp-", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            fill(dst)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; some filesystems (and Windows) cannot open a folder, which is fine to skip."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        atomic_write(target, lambda dst: shutil.copyfileobj(src, dst, CHUNK), mode=FILE_MODE)

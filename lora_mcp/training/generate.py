@@ -9,7 +9,6 @@ config is only replaced with overwrite=True.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from lora_mcp.errors import InvalidInput, NotFound, PathNotAllowed
+from lora_mcp.fsutil import write_text_atomic
 from lora_mcp.paths import confine, confine_existing_dir
 from lora_mcp.settings import Settings
 from lora_mcp.system import query_gpus
@@ -223,16 +223,7 @@ def write_atomically(path: Path, text: str, *, overwrite: bool) -> bool:
                 field="overwrite",
             )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return True
 
 

@@ -12,8 +12,8 @@ import pytest
 from lora_mcp.fsutil import atomic_write, write_text_atomic
 
 
-def test_replaces_content_with_umask_permissions(tmp_path: Path) -> None:
-    target = tmp_path / "a.txt"
+def test_replaces_content_with_umask_permissions(root: Path) -> None:
+    target = root / "a.txt"
     target.write_text("old")
     old_umask = os.umask(0o022)
     try:
@@ -22,11 +22,11 @@ def test_replaces_content_with_umask_permissions(tmp_path: Path) -> None:
         os.umask(old_umask)
     assert target.read_bytes() == "new \u00e9".encode()
     assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's 0600: other users (ComfyUI) can read it
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in root.iterdir()) == ["a.txt"]
 
 
-def test_a_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
-    target = tmp_path / "a.txt"
+def test_a_failure_leaves_the_old_file_and_no_temp(root: Path) -> None:
+    target = root / "a.txt"
     target.write_text("old")
 
     def half(handle: BinaryIO) -> None:
@@ -36,7 +36,7 @@ def test_a_failure_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space"):
         atomic_write(target, half)
     assert target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in root.iterdir()) == ["a.txt"]
 
 
 def test_explicit_mode(tmp_path: Path) -> None:

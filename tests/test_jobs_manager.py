@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from lora_mcp.jobs.kinds import LaunchSpec, Outcome
 from lora_mcp.jobs.models import JobKind, JobState, Phase
+from lora_mcp.jobs.status import job_status
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings
 from lora_mcp.training.logparse import AitkLogParser
@@ -80,6 +81,8 @@ def test_cancel_stops_the_trainer_and_leaves_no_process(monkeypatch: pytest.Monk
     job = wait_final(manager, job_id, timeout=10)
     assert job.state == JobState.CANCELLED and job.exit_code == 0
     assert "Job stopped" in "\n".join(manager.tail(job_id, 50))
+    result = job_status(manager, job).training_result
+    assert result is not None and not result.success and result.error == "cancelled" and result.lora_path is None
     # The supervisor exits right after recording the exit code; nothing of the job may linger.
     wait_until(lambda: process_gone(job.supervisor_pid) and group_gone(job.child_pid), 5, "no process left")
     # Resume continues from the newest checkpoint (step 40), not from zero; fast steps keep the test short.

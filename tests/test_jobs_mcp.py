@@ -85,6 +85,10 @@ async def test_generate_start_wait_succeed_with_images(monkeypatch: pytest.Monke
         assert any(total == 120 for _, total, _ in seen)
         assert status["outputs"]["lora_path"].endswith("mcp_lora.safetensors")
         assert status["outputs"]["lora_metadata"]["training_info"]["step"] == 120
+        result = status["training_result"]
+        assert result["success"] is True and result["error"] is None and result["steps"] == 120
+        assert result["lora_path"] == status["outputs"]["lora_path"] and result["training_time_seconds"] > 0
+        assert result["config_path"].endswith("config.yaml") and result["started_at"] < result["finished_at"]
         assert len(status["outputs"]["checkpoints"]) == 2 and status["outputs"]["samples"]
 
         with_images = await client.call_tool("get_job", {"job_id": job_id, "include_images": True})

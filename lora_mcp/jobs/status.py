@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase
 from lora_mcp.jobs.store import JobRecord
+from lora_mcp.training.result import TrainingResult, training_result
 
 LAUNCH_NOTES_NAME = "launch_notes.json"
 
@@ -58,6 +59,9 @@ class JobStatus(BaseModel):
     launch_notes: list[str] = Field(
         default_factory=list,
         description="What lora-mcp did just before the job started, e.g. asking ComfyUI and Ollama to free GPU memory.",
+    )
+    training_result: TrainingResult | None = Field(
+        None, description="For a finished train job: success, paths and timing in one place."
     )
     next_step: str = Field(description="What to call next.")
 
@@ -126,5 +130,7 @@ def job_status(manager: Any, job: JobRecord) -> JobStatus:
     status = build_status(
         job, progress=manager.live_progress(job), queue_position=manager.queue_position(job), outputs=outputs
     )
+    if job.kind == JobKind.TRAIN and job.state.final:
+        status = status.model_copy(update={"training_result": training_result(job, outputs)})
     next_step = getattr(manager.handlers.get(job.kind), "next_steps", {}).get(job.state)
     return status.model_copy(update={"next_step": next_step}) if next_step else status

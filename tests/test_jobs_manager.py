@@ -16,6 +16,7 @@ from lora_mcp.jobs.models import JobKind, JobState, Phase
 from lora_mcp.jobs.status import job_status
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings
+from lora_mcp.training.artifacts import loss_history
 from lora_mcp.training.logparse import AitkLogParser
 from lora_mcp.training.service import resume_training, start_training
 
@@ -93,6 +94,10 @@ def test_cancel_stops_the_trainer_and_leaves_no_process(monkeypatch: pytest.Monk
     assert done.state == JobState.SUCCEEDED
     assert done.progress.resumed_from_step == 40
     assert "RESUMING FROM" in "\n".join(manager.tail(done.id, 400))
+    # The loss curve of the resumed run reaches back through the run it resumed.
+    own = [step for step, _ in loss_history((done.job_dir / "log.txt").read_text())]
+    lineage = [step for step, _ in loss_history(manager.lineage_log(done.id))]
+    assert min(own) >= 40 and min(lineage) < 40 and max(lineage) == 400
 
 
 class StubbornKind:

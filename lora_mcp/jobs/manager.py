@@ -202,6 +202,19 @@ class JobManager:
             rows = rows[1:]
         return [r for r in rows if r.strip()][-lines:]
 
+    def lineage_log(self, job_id: str) -> str:
+        """The logs of a job and of the runs it resumed, oldest first (a resumed run continues their curve)."""
+        chain: list[JobRecord] = []
+        job: JobRecord | None = self.get(job_id)
+        while job is not None and job not in chain and len(chain) < 100:
+            chain.append(job)
+            job = self.store.get(job.resumed_from) if job.resumed_from else None
+        parts = []
+        for record in reversed(chain):
+            path = record.job_dir / LOG_NAME
+            parts.append(path.read_text("utf-8", "replace") if path.exists() else "")
+        return "\n".join(parts)
+
     async def wait(self, job_id: str, timeout: float, on_change: ChangeCallback | None = None) -> JobRecord:
         """Wait until the job is final or `timeout` passes, calling `on_change` whenever its progress moves."""
         deadline = anyio.current_time() + timeout

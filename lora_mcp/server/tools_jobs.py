@@ -101,8 +101,7 @@ def register(server: MCPServer, app: AppState) -> None:
         status = await anyio.to_thread.run_sync(status_of, job_id)
         content: list[TextContent | ImageContent] = [TextContent(type="text", text=status.model_dump_json())]
         if include_images:
-            log_path = app.manager.get(job_id).job_dir / "log.txt"
-            log_text = log_path.read_text("utf-8", "replace") if log_path.exists() else ""
+            log_text = await anyio.to_thread.run_sync(app.manager.lineage_log, job_id)
             content += await anyio.to_thread.run_sync(job_images, status, log_text)
         return CallToolResult(content=content, structured_content=status.model_dump(mode="json"))
 

@@ -3,7 +3,7 @@
 Checks the GPU paths the CPU tests cannot: bf16 placement, batched generation on CUDA, and that nf4 quantizes the
 language model while leaving the vision tower and projector unquantized. Prints one JSON report.
 
-    python scripts/device_nf4_check.py
+    python scripts/device_nf4_check.py [cuda|cpu]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def module_kinds(model: object, prefix: str) -> dict[str, int]:
     return counts
 
 
-def main() -> None:
+def main(device: str) -> None:
     import numpy as np
     import torch
     from PIL import Image
@@ -48,25 +48,27 @@ def main() -> None:
         for quantization in ("none", "nf4"):
             entry: dict[str, object] = {}
             try:
-                torch.cuda.reset_peak_memory_stats()
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
                 cap = JoyCaptioner(
                     str(model_dir),
                     batch_size=4,
                     max_new_tokens=12,
                     temperature=0,
                     quantization=quantization,
-                    device="cuda",
+                    device=device,
                 )  # type: ignore[arg-type]
                 entry["dtype"] = str(cap.dtype)
                 entry["param_devices"] = sorted({str(p.device) for p in cap.model.parameters()})
                 entry["language_model_linears"] = module_kinds(cap.model, "language_model")
                 entry["vision_tower_linears"] = module_kinds(cap.model, "vision_tower")
                 entry["projector_linears"] = module_kinds(cap.model, "multi_modal_projector")
-                batched = [r.text for r in cap.caption(images, "Write a short caption.")]
-                single = [cap.caption([im], "Write a short caption.")[0].text for im in images]
+                batched = [str(r) for r in cap.caption(images, "Write a short caption.")]
+                single = [str(cap.caption([im], "Write a short caption.")[0]) for im in images]
                 entry["batched_equals_single"] = batched == single
                 entry["captions"] = batched[:2]
-                entry["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                if torch.cuda.is_available():
+                    entry["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             except Exception as exc:  # report, keep going: this is a check script
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:500]
             report[quantization] = entry
@@ -74,4 +76,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "cuda")

@@ -118,3 +118,18 @@ def test_caption_job_end_to_end(
     report = inspect_dataset(folder, trigger_word=TRIGGER)
     assert report.image_count == len(images)
     assert all(BACKUP_DIR not in p.model_dump_json() for p in report.problems)
+
+
+def test_nf4_leaves_the_vision_tower_and_projector_unquantized(tiny_joycaption: Path) -> None:
+    """The skip list must select the real module paths under this transformers' own matching rule."""
+    from transformers import LlavaForConditionalGeneration
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    from lora_mcp.captioning.joycaption import NF4_SKIP_MODULES
+
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_joycaption)
+    linears = [name for name, module in model.named_modules() if type(module).__name__ == "Linear"]
+    converted = {name for name in linears if should_convert_module(name, list(NF4_SKIP_MODULES))}
+    vision = {n for n in linears if "vision_tower" in n or "multi_modal_projector" in n}
+    assert vision and not (vision & converted), "vision tower or projector would be quantized"
+    assert any("language_model" in n for n in converted), "the language model must still be quantized"

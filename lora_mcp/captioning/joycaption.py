@@ -175,8 +175,14 @@ def _nf4_config(torch: Any) -> Any:
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=torch.bfloat16,
         bnb_4bit_use_double_quant=True,
-        llm_int8_skip_modules=["vision_tower", "multi_modal_projector"],  # SigLIP misbehaves when quantized
+        llm_int8_skip_modules=list(NF4_SKIP_MODULES),
     )
+
+
+# SigLIP misbehaves when quantized, so the vision tower and the projector stay in bf16. transformers 4.x matched
+# these names anywhere in a module's path; 5.x matches from the start of the path (or as a suffix), where LLaVA's
+# towers sit under `model.` (seen on an H100: with the bare names, every Linear of the vision tower became 4-bit).
+NF4_SKIP_MODULES = ("vision_tower", "multi_modal_projector", "model.vision_tower", "model.multi_modal_projector")
 
 
 def _load_error(model_id: str, exc: OSError) -> CaptionBackendError:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 
 from lora_mcp.errors import InvalidInput, NotFound
 from lora_mcp.jobs.kinds import KindHandler, LogParser, Outcome
@@ -220,7 +221,8 @@ class JobManager:
         deadline = anyio.current_time() + timeout
         last = None
         while True:
-            job = self.get(job_id)
+            # The store may wait on the tick thread's write; keep that off the event loop.
+            job = await anyio.to_thread.run_sync(self.get, job_id)
             progress = self.live_progress(job)
             snapshot = (job.state, progress.phase, progress.step, progress.message)
             if on_change is not None and snapshot != last:
@@ -273,7 +275,9 @@ class JobManager:
         """One pass: tail every running job, finish the ended ones, escalate cancels, start queued jobs."""
         with self._tick_lock:
             for job in self.store.running():
-                watch = self._watches.get(job.id) or self._watches.setdefault(job.id, self._new_watch(job, True))
+                watch = self._watches.get(job.id)
+                if watch is None:  # launched by another manager, or before this one started
+                    watch = self._watches[job.id] = self._new_watch(job, True)
                 self._pump(job, watch)
                 self._check_end(job, watch)
             self.dispatch()

@@ -41,19 +41,14 @@ class JobLogs(BaseModel):
 def job_images(status: JobStatus, log_text: str) -> list[ImageContent]:
     """A contact sheet of the newest sample per prompt and a smoothed loss curve, as MCP images."""
     from lora_mcp.training.artifacts import (
-        SAMPLE_RE,
-        Sample,
         contact_sheet,
         loss_curve_png,
         loss_history,
         newest_samples,
+        sample_from_path,
     )
 
-    samples = []
-    for path in status.outputs.samples:
-        match = SAMPLE_RE.match(path.rsplit("/", 1)[-1])
-        if match:
-            samples.append(Sample(path=path, step=int(match["step"]), prompt_index=int(match["index"])))
+    samples = [s for s in map(sample_from_path, status.outputs.samples) if s is not None]
     pictures = [contact_sheet(newest_samples(samples)), loss_curve_png(loss_history(log_text))]
     return [
         ImageContent(type="image", data=base64.b64encode(p).decode(), mime_type="image/png")

@@ -80,14 +80,17 @@ def collect_outputs(output_dir: Path, name: str) -> TrainOutputs:
             )
     samples_dir = output_dir / "samples"
     if samples_dir.is_dir():
-        for path in sorted(samples_dir.iterdir()):
-            match = SAMPLE_RE.match(path.name)
-            if match:
-                outputs.samples.append(
-                    Sample(path=str(path), step=int(match["step"]), prompt_index=int(match["index"]))
-                )
+        outputs.samples.extend(filter(None, map(sample_from_path, sorted(samples_dir.iterdir()))))
         outputs.samples.sort(key=lambda s: (s.step, s.prompt_index))
     return outputs
+
+
+def sample_from_path(path: Path | str) -> Sample | None:
+    """A Sample from AI-Toolkit's file name `<epoch ms>__<step:09d>_<prompt index>.jpg`; None for other files."""
+    match = SAMPLE_RE.match(Path(path).name)
+    if match is None:
+        return None
+    return Sample(path=str(path), step=int(match["step"]), prompt_index=int(match["index"]))
 
 
 def newest_samples(samples: list[Sample]) -> list[Sample]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from lora_mcp.errors import InvalidInput
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobKind
@@ -38,9 +35,5 @@ def resume_training(manager: JobManager, job_id: str) -> JobStatus:
         )
     frozen = old.job_dir / CONFIG_COPY
     preflight(frozen, manager.settings)
-
-    def prepare(job_dir: Path) -> None:
-        shutil.copy2(frozen, job_dir / CONFIG_COPY)
-
-    job = manager.submit(JobKind.TRAIN, dict(old.params), resumed_from=old.id, prepare=prepare)
+    job = manager.submit(JobKind.TRAIN, dict(old.params), resumed_from=old.id, prepare=copy_config(frozen))
     return job_status(manager, job)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,8 @@ def read_plan(config_path: Path, settings: Settings) -> TrainPlan:
     )
 
 
-def check_trainer(settings: Settings) -> tuple[Path, Path]:
-    """AI-Toolkit's folder and the python that runs it, or an error saying what to set."""
+def trainer_paths(settings: Settings) -> tuple[Path, Path]:
+    """AI-Toolkit's folder and the python that runs it, or an error saying what to set (no process started)."""
     toolkit = settings.ai_toolkit_dir
     if toolkit is None or not (toolkit / "run.py").is_file():
         raise OperationFailed(
@@ -105,7 +106,12 @@ def check_trainer(settings: Settings) -> tuple[Path, Path]:
             hint="Clone ostris/ai-toolkit, install its requirements, and set LORA_MCP_AI_TOOLKIT_DIR to the "
             "folder holding run.py; system_check shows what the server sees.",
         )
-    python = settings.trainer_python()
+    return toolkit, settings.trainer_python()
+
+
+def check_trainer(settings: Settings) -> tuple[Path, Path]:
+    """`trainer_paths`, and the trainer python must actually start (run once per preflight, not per launch)."""
+    toolkit, python = trainer_paths(settings)
     try:
         subprocess.run([str(python), "-c", "import sys"], check=True, capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -185,7 +191,7 @@ def train_params(config_path: Path, plan: TrainPlan) -> dict[str, Any]:
     }
 
 
-def copy_config(config_path: Path) -> Any:
+def copy_config(config_path: Path) -> Callable[[Path], None]:
     """A `prepare` callback that freezes the config into the job directory."""
 
     def prepare(job_dir: Path) -> None:
@@ -201,7 +207,7 @@ class TrainKind:
     lane_kind = "gpu"
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec:
-        toolkit, python = check_trainer(settings)
+        toolkit, python = trainer_paths(settings)
         config = confine_existing_file(job.job_dir / CONFIG_COPY, [job.job_dir], what="config copy")
         return LaunchSpec(command=[str(python), "run.py", str(config)], cwd=toolkit)
 

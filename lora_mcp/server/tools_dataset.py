@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-import anyio.from_thread
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -15,6 +14,7 @@ from lora_mcp.dataset.models import DatasetReport
 from lora_mcp.paths import confine_existing_dir
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
+from lora_mcp.server.progress import thread_progress
 
 
 def register(server: MCPServer, state: AppState) -> None:
@@ -38,9 +38,7 @@ def register(server: MCPServer, state: AppState) -> None:
 
         path = confine_existing_dir(folder, state.settings.roots)
 
-        def progress(done: int, total: int) -> None:
-            anyio.from_thread.run(partial(ctx.report_progress, done, total, f"decoded {done}/{total} images"))
-
+        progress = thread_progress(ctx, "decoded")
         return await anyio.to_thread.run_sync(
             partial(inspect_dataset, path, trigger_word=trigger_word, resolutions=resolutions, progress=progress)
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any
 
-import anyio.from_thread
 import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -14,6 +13,7 @@ from pydantic import Field
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
 from lora_mcp.server.model_params import with_model_parameters
+from lora_mcp.server.progress import thread_progress
 from lora_mcp.training.config import LoRATrainingConfig, parse_config
 from lora_mcp.training.generate import GeneratedConfig, generate_training_config
 
@@ -33,8 +33,6 @@ def register(server: MCPServer, state: AppState) -> None:
         """Check a dataset and settings, then write an AI-Toolkit YAML for a Z-Image LoRA (VRAM tier presets)."""
         config = parse_config(fields)
 
-        def progress(done: int, total: int) -> None:
-            anyio.from_thread.run(partial(ctx.report_progress, done, total, f"checked {done}/{total} images"))
-
+        progress = thread_progress(ctx, "checked")
         run = partial(generate_training_config, config, state.settings, dry_run=dry_run, overwrite=overwrite)
         return await anyio.to_thread.run_sync(partial(run, progress=progress))

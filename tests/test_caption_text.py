@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_mcp.captioning.files import (
-    OverwritePolicy,
-    backup_caption,
-    backup_folder,
-    plan_captions,
-    write_text_atomic,
-)
+from lora_mcp.captioning.files import OverwritePolicy, backup_caption, backup_folder, plan_captions
 from lora_mcp.captioning.prompts import (
     build_prompt,
     catalog,
@@ -23,6 +17,7 @@ from lora_mcp.captioning.prompts import (
 from lora_mcp.captioning.text import clean_caption, finish_caption, place_trigger
 from lora_mcp.dataset.scan import scan_folder
 from lora_mcp.errors import InvalidInput
+from lora_mcp.fsutil import write_text_atomic
 
 JOYCAPTION_TYPES = {
     "Descriptive",

@@ -8,9 +8,10 @@ import pytest
 import yaml
 from review_fixtures import TRIGGER, make_captioned_folder
 
+from lora_mcp.captioning.files import BACKUP_DIR
 from lora_mcp.dataset.scan import scan_folder
 from lora_mcp.errors import InvalidInput, PathNotAllowed
-from lora_mcp.review.apply import BACKUP_DIR, apply_review
+from lora_mcp.review.apply import apply_review
 from lora_mcp.review.collect import collect_captions
 from lora_mcp.review.reviewfile import REVIEWS_DIR, ImageReview, ReviewDocument, load_review, write_review
 

@@ -11,7 +11,8 @@ from lora_mcp.errors import InvalidInput
 from lora_mcp.jobs.models import JobState
 
 
-def _folder(raw: str) -> Path:
+def local_folder(raw: str) -> Path:
+    """The folder a person named on the command line, resolved; raises InvalidInput if it is not a folder."""
     # A person at their own terminal: the path is used as given, not confined to LORA_MCP_ROOTS.
     folder = Path(raw).expanduser().resolve()
     if not folder.is_dir():
@@ -24,7 +25,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from lora_mcp.jobs.cli import follow, open_manager, show
 
     request = CaptionRequest(
-        folder=_folder(args.folder),
+        folder=local_folder(args.folder),
         trigger_word=args.trigger_word,
         caption_type=args.caption_type,
         length=args.length,
@@ -55,7 +56,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def cmd_conform(args: argparse.Namespace) -> int:
     from lora_mcp.dataset.conform import conform_filenames, undo_conform
 
-    folder = _folder(args.folder)
+    folder = local_folder(args.folder)
     if args.undo:
         result = undo_conform(folder, (folder / args.undo).resolve())
     else:

@@ -1,7 +1,7 @@
-"""Caption files on disk: which images need one, atomic UTF-8 writes, and backups of replaced captions.
+"""Caption files on disk: which images need one, and backups of replaced captions.
 
-A write goes to a hidden temp file in the same folder and is moved into place with `os.replace`, so a reader (or a
-cancelled run) only ever sees the old caption or the whole new one. Replaced captions are copied first into
+Captions are written with `lora_mcp.fsutil.write_text_atomic`, so a reader (or a cancelled run) only ever sees the
+old caption or the whole new one. Replaced captions are copied first into
 `<dataset>/_caption_backups/<timestamp>/<same relative path>`; dataset inspection skips that folder.
 """
 
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.dataset.scan import scan_folder
-from lora_mcp.fsutil import write_text_atomic as write_text_atomic  # re-exported for the caption runner
 
 BACKUP_DIR = "_caption_backups"
 

@@ -11,16 +11,11 @@ from typing import Any
 from PIL import Image
 
 from lora_mcp.captioning.base import CaptionBackendError, Captioner, CaptionResult, ItemFailed, load_image
-from lora_mcp.captioning.files import (
-    OverwritePolicy,
-    backup_caption,
-    backup_folder,
-    plan_captions,
-    write_text_atomic,
-)
+from lora_mcp.captioning.files import OverwritePolicy, backup_caption, backup_folder, plan_captions
 from lora_mcp.captioning.params import CaptionJobParams
 from lora_mcp.captioning.text import finish_caption
 from lora_mcp.dataset.captions import caption_path
+from lora_mcp.fsutil import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.dataset.scan import scan_folder
 from lora_mcp.errors import InvalidInput, OperationFailed
+from lora_mcp.fsutil import write_text_atomic
 
 DEFAULT_PATTERN = "{trigger}_{index:03d}_{slug}"
 PATTERN_FIELDS = frozenset({"trigger", "index", "slug", "stem"})
@@ -164,7 +165,7 @@ def conform_filenames(
         return ConformResult(folder=str(folder), dry_run=dry_run, renames=renames, unchanged=unchanged, next_step=step)
     map_path = folder / f"{MAP_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}.json"
     payload = {"pattern": pattern, "created": time.time(), "renames": [r.model_dump(by_alias=True) for r in renames]}
-    map_path.write_text(json.dumps(payload, indent=2), encoding="utf-8")  # first, so a crash mid-way is undoable
+    write_text_atomic(map_path, json.dumps(payload, indent=2))  # first, so a crash mid-way is undoable
     apply_renames(folder, renames)
     return ConformResult(
         folder=str(folder),

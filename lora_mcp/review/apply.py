@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from lora_mcp.captioning.files import BACKUP_DIR
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.errors import InvalidInput
 from lora_mcp.fsutil import write_text_atomic
@@ -20,10 +21,6 @@ from lora_mcp.review.models import Decision, Verdict
 from lora_mcp.review.reviewfile import ImageReview, load_review
 
 Approve = Literal["all", "decided"] | list[str]
-
-BACKUP_DIR = "_caption_backups"
-"""Old captions, `<folder>/_caption_backups/review_<time>/<relative path>` (the folder captioning backs up into too;
-the dataset scan skips it)."""
 
 
 class AppliedCaption(BaseModel):
@@ -131,7 +128,8 @@ def _caption_file(folder: Path, image: str, caption_ext: str) -> Path:
 
 
 class _Backups:
-    """A timestamped backup folder under BACKUP_DIR, created on first use."""
+    """Old captions in `<folder>/_caption_backups/review_<time>/<relative path>` (the folder captioning backs up into
+    too; the dataset scan skips it), created on first use."""
 
     def __init__(self, dataset: Path) -> None:
         self.dataset = dataset

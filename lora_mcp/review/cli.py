@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lora_mcp.errors import InvalidInput
+from lora_mcp.captioning.cli import local_folder
 from lora_mcp.jobs.models import JobState
 from lora_mcp.review.models import LoraType, Style
 
@@ -17,12 +17,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from lora_mcp.review.service import review_status, start_review
     from lora_mcp.settings import get_settings
 
-    # A person at their own terminal: the path is used as given, not confined to LORA_MCP_ROOTS.
-    folder = Path(args.folder).expanduser().resolve()
-    if not folder.is_dir():
-        raise InvalidInput(f"{args.folder} is not a folder.", hint="Pass the folder that holds the images.")
     params = ReviewParams(
-        folder=str(folder),
+        folder=str(local_folder(args.folder)),
         trigger_word=args.trigger_word,
         style=Style(args.style),
         lora_type=LoraType(args.lora_type),

@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -57,12 +56,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from lora_mcp.dataset.inspect import inspect_dataset
+    from lora_mcp.paths import local_folder
     from lora_mcp.render import render_dataset_report
 
-    # A person at their own terminal: the path is used as given, not confined to LORA_MCP_ROOTS.
-    folder = Path(args.folder).expanduser().resolve()
-    if not folder.is_dir():
-        raise LoraMcpError(f"{args.folder} is not a folder.", hint="Pass the folder that holds the images.")
+    folder = local_folder(args.folder)  # a person at their own terminal: not confined to LORA_MCP_ROOTS
     try:
         resolutions = [int(r) for r in args.resolutions.split(",")] if args.resolutions else None
     except ValueError:

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from lora_mcp.errors import NotFound, PathNotAllowed
+from lora_mcp.errors import InvalidInput, NotFound, PathNotAllowed
 
 
 def _roots_text(roots: Sequence[Path]) -> str:
@@ -92,3 +92,14 @@ def confine_existing_file(raw: str | os.PathLike[str], roots: Sequence[Path], *,
             field=what,
         )
     return path
+
+
+def local_folder(raw: str) -> Path:
+    """A folder a person named on the command line, resolved; InvalidInput if it is not a folder.
+
+    Not confined: a person at their own terminal may point at any folder they can read.
+    """
+    folder = Path(raw).expanduser().resolve()
+    if not folder.is_dir():
+        raise InvalidInput(f"{raw} is not a folder.", hint="Pass the folder that holds the images.", field="folder")
+    return folder

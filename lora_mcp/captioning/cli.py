@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from lora_mcp.captioning.files import OverwritePolicy
-from lora_mcp.errors import InvalidInput
 from lora_mcp.jobs.models import JobState
-
-
-def local_folder(raw: str) -> Path:
-    """The folder a person named on the command line, resolved; raises InvalidInput if it is not a folder."""
-    # A person at their own terminal: the path is used as given, not confined to LORA_MCP_ROOTS.
-    folder = Path(raw).expanduser().resolve()
-    if not folder.is_dir():
-        raise InvalidInput(f"{raw} is not a folder.", hint="Pass the folder that holds the images.")
-    return folder
+from lora_mcp.paths import local_folder
 
 
 def cmd_caption(args: argparse.Namespace) -> int:

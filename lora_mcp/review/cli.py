@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lora_mcp.captioning.cli import local_folder
 from lora_mcp.jobs.models import JobState
+from lora_mcp.paths import local_folder
 from lora_mcp.review.models import LoraType, Style
 
 

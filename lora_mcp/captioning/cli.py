@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lora_mcp.captioning.files import OverwritePolicy
+from lora_mcp.captioning.params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE
 from lora_mcp.jobs.models import JobState
 from lora_mcp.paths import local_folder
 
@@ -78,8 +79,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     caption.add_argument("--overwrite", choices=[p.value for p in OverwritePolicy], default="skip")
     caption.add_argument("--batch-size", type=int)
     caption.add_argument("--caption-ext", default="txt")
-    caption.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (default 0.6).")
-    caption.add_argument("--max-new-tokens", type=int, default=300)
+    caption.add_argument(
+        "--temperature", type=float, default=DEFAULT_TEMPERATURE, help=f"0 = greedy (default {DEFAULT_TEMPERATURE})."
+    )
+    caption.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     caption.add_argument("--quantization", choices=["none", "nf4"], default="none", help="nf4 needs bitsandbytes.")
     caption.add_argument("--no-wait", action="store_true", help="Queue the job and return at once.")
     caption.add_argument("--json", action="store_true")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from lora_mcp.captioning.base import CaptionBackendError, CaptionResult
+from lora_mcp.captioning.params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 Quantization = Literal["none", "nf4"]
 _OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -34,9 +35,9 @@ class JoyCaptioner:
         model: str,
         *,
         batch_size: int = 4,
-        max_new_tokens: int = 300,
-        temperature: float = 0.6,
-        top_p: float = 0.9,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float = DEFAULT_TEMPERATURE,
+        top_p: float = DEFAULT_TOP_P,
         quantization: Quantization = "none",
         system_prompt: str = "You are a helpful image captioner.",
         device: str | None = None,

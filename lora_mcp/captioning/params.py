@@ -10,6 +10,10 @@ from lora_mcp.captioning.files import OverwritePolicy
 
 Backend = Literal["joycaption", "ollama", "openai", "template"]
 DEFAULT_OLLAMA_MODEL = "qwen2.5vl:7b"
+# Generation defaults used upstream by JoyCaption; the one place they are written.
+DEFAULT_TEMPERATURE = 0.6
+DEFAULT_TOP_P = 0.9
+DEFAULT_MAX_NEW_TOKENS = 300
 
 
 class CaptionJobParams(BaseModel):
@@ -32,10 +36,10 @@ class CaptionJobParams(BaseModel):
     caption_ext: str = "txt"
     batch_size: int | None = Field(default=None, ge=1, le=64)
     """Images per generate call (joycaption) or requests in flight (ollama/openai)."""
-    max_new_tokens: int = Field(default=300, ge=1, le=2048)
-    temperature: float = Field(default=0.6, ge=0, le=2)
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, ge=1, le=2048)
+    temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0, le=2)
     """0 = greedy decoding."""
-    top_p: float = Field(default=0.9, gt=0, le=1)
+    top_p: float = Field(default=DEFAULT_TOP_P, gt=0, le=1)
     quantization: Literal["none", "nf4"] = "none"
     base_url: str | None = None
     """Server URL for ollama/openai."""

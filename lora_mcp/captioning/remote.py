@@ -19,6 +19,7 @@ from PIL import Image
 from pydantic import BaseModel, ValidationError
 
 from lora_mcp.captioning.base import CaptionBackendError, CaptionResult, ItemFailed, encode_jpeg
+from lora_mcp.captioning.params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ class RemotePolicy:
     timeout_s: float = 120.0
     retries: int = 2
     backoff_s: float = 1.0
-    max_tokens: int = 300
-    temperature: float = 0.6
-    top_p: float = 0.9
+    max_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
 
 
 class Transient(Exception):

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Literal
 
 from lora_mcp.captioning.files import OverwritePolicy, plan_captions
-from lora_mcp.captioning.params import DEFAULT_OLLAMA_MODEL, Backend, CaptionJobParams
+from lora_mcp.captioning.params import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_OLLAMA_MODEL,
+    DEFAULT_TEMPERATURE,
+    Backend,
+    CaptionJobParams,
+)
 from lora_mcp.captioning.prompts import (
     NAME_OPTION,
     build_prompt,
@@ -51,8 +57,8 @@ class CaptionRequest:
     overwrite: OverwritePolicy = OverwritePolicy.SKIP
     batch_size: int | None = None
     caption_ext: str = "txt"
-    temperature: float = 0.6
-    max_new_tokens: int = 300
+    temperature: float = DEFAULT_TEMPERATURE
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     quantization: Literal["none", "nf4"] = "none"
 
 

@@ -44,16 +44,24 @@ def trained(manager: JobManager, settings: Settings, shared_images: Path, **fail
     return job
 
 
+@pytest.fixture
+def finished(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path
+) -> tuple[JobManager, JobRecord, Path]:
+    """A succeeded train job of the fake AI-Toolkit, its manager, and ComfyUI's (empty) LoRA folder."""
+    settings, loras = setup(monkeypatch, tmp_path)
+    manager = new_manager(settings)
+    return manager, trained(manager, settings, shared_images), loras
+
+
 def listing(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
 def test_export_copies_the_final_lora_with_a_sidecar_and_is_idempotent(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path
+    finished: tuple[JobManager, JobRecord, Path],
 ) -> None:
-    settings, loras = setup(monkeypatch, tmp_path)
-    manager = new_manager(settings)
-    job = trained(manager, settings, shared_images)
+    manager, job, loras = finished
     result = export_lora(manager, job.id)
     source = Path(job.outputs["lora_path"])
     target = loras / "lora_a.safetensors"
@@ -75,12 +83,8 @@ def test_export_copies_the_final_lora_with_a_sidecar_and_is_idempotent(
     assert (target.stat().st_ino, target.stat().st_mtime_ns, (loras / "lora_a.json").read_bytes()) == before
 
 
-def test_a_different_file_of_the_same_name_is_never_overwritten(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path
-) -> None:
-    settings, loras = setup(monkeypatch, tmp_path)
-    manager = new_manager(settings)
-    job = trained(manager, settings, shared_images)
+def test_a_different_file_of_the_same_name_is_never_overwritten(finished: tuple[JobManager, JobRecord, Path]) -> None:
+    manager, job, loras = finished
     existing = loras / "lora_a.safetensors"
     existing.write_bytes(b"somebody else's LoRA")
     with pytest.raises(OperationFailed, match="already exists and is a different file") as refused:
@@ -95,11 +99,9 @@ def test_a_different_file_of_the_same_name_is_never_overwritten(
 
 @pytest.mark.parametrize("where", ["copy", "replace"])
 def test_a_failure_mid_copy_leaves_the_destination_untouched(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path, where: str
+    monkeypatch: pytest.MonkeyPatch, finished: tuple[JobManager, JobRecord, Path], where: str
 ) -> None:
-    settings, loras = setup(monkeypatch, tmp_path)
-    manager = new_manager(settings)
-    job = trained(manager, settings, shared_images)
+    manager, job, loras = finished
     temp_files: list[str] = []
 
     def half_copy(src: Any, dst: Any, length: int = 0) -> None:
@@ -128,12 +130,8 @@ def test_a_failure_mid_copy_leaves_the_destination_untouched(
     assert not export_lora(manager, job.id).already_present, "a retry exports normally"
 
 
-def test_checkpoints_export_by_step_or_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path
-) -> None:
-    settings, loras = setup(monkeypatch, tmp_path)
-    manager = new_manager(settings)
-    job = trained(manager, settings, shared_images)
+def test_checkpoints_export_by_step_or_path(tmp_path: Path, finished: tuple[JobManager, JobRecord, Path]) -> None:
+    manager, job, loras = finished
     by_step = export_lora(manager, job.id, checkpoint=40)
     assert Path(by_step.path).name == "lora_a_step40.safetensors" and by_step.step == 40
     checkpoint_40 = next(c["path"] for c in job.outputs["checkpoints"] if c["step"] == 40)
@@ -214,10 +212,9 @@ async def test_export_lora_tool_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_cli_export(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_images: Path, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, finished: tuple[JobManager, JobRecord, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings, loras = setup(monkeypatch, tmp_path)
-    job = trained(new_manager(settings), settings, shared_images)
+    _, job, loras = finished
     assert cli_main(["export", job.id, "--checkpoint", "80"]) == 0
     out = capsys.readouterr().out
     assert f"exported: {loras / 'lora_a_step80.safetensors'}" in out and f"trigger word: {TRIGGER}" in out

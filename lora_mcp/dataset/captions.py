@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import TypeVar
 
 from lora_mcp.errors import InvalidInput
 
+_P = TypeVar("_P", bound=PurePath)
 DEFAULT_CAPTION_EXT = "txt"
 TRIGGER_PLACEHOLDERS = ("[trigger]", "[name]")
 """AI-Toolkit replaces these with the trigger word (toolkit/prompt_utils.py inject_trigger_into_prompt)."""
@@ -45,7 +47,7 @@ def normalize_caption_ext(caption_ext: str) -> str:
     return ext
 
 
-def caption_path(image: Path, caption_ext: str) -> Path:
+def caption_path(image: _P, caption_ext: str) -> _P:
     """The caption file AI-Toolkit reads for `image` (same folder, extension replaced, case-sensitive)."""
     return image.with_name(f"{image.stem}.{caption_ext}")
 

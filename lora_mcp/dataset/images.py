@@ -21,7 +21,6 @@ from lora_mcp.dataset.problems import HIGH_BIT_MODES
 
 THUMB_SIDE = 9
 EXIF_ORIENTATION = 0x0112
-_CHUNK = 1 << 20
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -57,12 +56,9 @@ class DecodeFailure:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """sha256 of a file's bytes, read in chunks."""
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def pixel_limit() -> int | None:

@@ -17,6 +17,7 @@ from lora_mcp.dataset.captions import (
     DEFAULT_CAPTION_EXT,
     CaptionRead,
     CaptionStatus,
+    caption_path,
     normalize_caption_ext,
     read_caption,
 )
@@ -113,8 +114,7 @@ def _file_size(path: Path) -> int:
 
 
 def _caption_rel(image_rel: str, ext: str) -> str:
-    path = PurePosixPath(image_rel)
-    return str(path.with_name(f"{path.stem}.{ext}"))
+    return caption_path(PurePosixPath(image_rel), ext).as_posix()
 
 
 def _info(entry: _Entry) -> ImageInfo:

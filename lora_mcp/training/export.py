@@ -222,11 +222,8 @@ def sidecar_record(
 
 def sha256_of(path: Path) -> str:
     """The file's SHA-256, read in chunks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def atomic_copy(source: Path, target: Path) -> None:

@@ -8,6 +8,7 @@ from lora_mcp.settings import get_settings
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Handler of `lora-mcp export`."""
     from lora_mcp.jobs.registry import open_manager
     from lora_mcp.training.export import export_lora
 

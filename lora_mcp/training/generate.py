@@ -43,13 +43,17 @@ class GeneratedConfig(BaseModel):
     expected_lora_path: str = Field(description="Where the final LoRA will be once training succeeds.")
 
 
-def _confine_path(raw: str, settings: Settings, what: str) -> Path:
+def _refuse_env_reference(raw: str, what: str) -> None:
     if "${" in raw:
         raise PathNotAllowed(
             f"The {what} {raw!r} contains '${{', which AI-Toolkit would replace with an environment variable.",
             hint=f"Rename the folder or pass another {what}.",
             field=what,
         )
+
+
+def _confine_path(raw: str, settings: Settings, what: str) -> Path:
+    _refuse_env_reference(raw, what)
     return confine(raw, settings.roots, what=what)
 
 
@@ -127,7 +131,7 @@ class ResolvedPaths:
 
 def resolve_paths(config: LoRATrainingConfig, settings: Settings) -> ResolvedPaths:
     """Confine every path of the config to the roots; the dataset must exist, the output folder be writable."""
-    _confine_path(config.dataset_folder, settings, "dataset_folder")  # the '${' rule first
+    _refuse_env_reference(config.dataset_folder, "dataset_folder")
     dataset = confine_existing_dir(config.dataset_folder, settings.roots, what="dataset_folder")
     output = config.output_folder or str(default_area(settings) / "output")
     training_folder = _confine_path(output, settings, "output_folder")

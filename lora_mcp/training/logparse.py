@@ -62,7 +62,6 @@ _PREFIXES = (
     "Saving at step ",
     "Saved checkpoint to ",
     "Removing old save: ",
-    "# OOM during training step",
     "Error running job: ",
     "Job stopped",
 )
@@ -96,8 +95,6 @@ class AitkLogParser:
         self.final_saved = False
         self.stopped = False
         self.error_banner: str | None = None
-        self.oom_skips = 0
-        self.closed = False
 
     # ---- input -------------------------------------------------------------------------------------------------
 
@@ -135,7 +132,6 @@ class AitkLogParser:
             self._pending = None
         if self.final_saved and self.error_banner is None and not self.stopped:
             self._phase = Phase.DONE
-        self.closed = True
 
     def _repaints(self, line: str) -> None:
         """A completed '\\n' line with carriage returns in it."""
@@ -256,8 +252,6 @@ class AitkLogParser:
             gone = line[len("Removing old save: ") :].strip()
             if gone in self._checkpoints:
                 self._checkpoints.remove(gone)
-        elif line.startswith("# OOM during training step"):
-            self.oom_skips += 1
         elif line.startswith("Error running job: "):
             if self.error_banner is None:
                 self.error_banner = line

@@ -13,6 +13,11 @@ from pathlib import Path
 
 from lora_mcp.errors import InvalidInput, NotFound, PathNotAllowed
 
+NAME_MAX = 255
+"""Longest file or folder name, in bytes (Linux NAME_MAX; macOS and Windows allow 255 characters)."""
+PATH_MAX = 4096
+"""Longest whole path, in bytes (Linux PATH_MAX)."""
+
 
 def _roots_text(roots: Sequence[Path]) -> str:
     return ", ".join(str(r) for r in roots)
@@ -24,6 +29,40 @@ def _dash_refusal(text: str, part: str, what: str) -> PathNotAllowed:
         hint="Rename the file or folder so no part of its path starts with '-'.",
         field=what,
     )
+
+
+def _shorten(text: str, keep: int = 24) -> str:
+    """`text`, or its head and tail around an ellipsis when it is long (error messages stay readable)."""
+    return text if len(text) <= 2 * keep + 1 else f"{text[:keep]}...{text[-keep:]}"
+
+
+def _check_lengths(text: str, candidate: Path, what: str) -> None:
+    """Refuse names the file system would refuse (ENAMETOOLONG) or cannot encode, before anything touches them."""
+    try:
+        encoded = [(part, len(part.encode("utf-8", "surrogateescape"))) for part in candidate.parts]
+    except UnicodeEncodeError:
+        raise PathNotAllowed(
+            f"The {what} {_shorten(text)!r} holds characters that cannot be encoded as a file name "
+            "(a lone UTF-16 surrogate).",
+            hint="Pass the path as plain UTF-8 text.",
+            field=what,
+        ) from None
+    for part, size in encoded:
+        if size > NAME_MAX:
+            raise PathNotAllowed(
+                f"The {what} has a component {_shorten(part)!r} of {size} bytes; a file or folder name may be at "
+                f"most {NAME_MAX} bytes (UTF-8).",
+                hint=f"Shorten that name to {NAME_MAX} bytes or fewer (accented and non-Latin letters take 2-4 "
+                "bytes each), then call again.",
+                field=what,
+            )
+    total = len(str(candidate).encode("utf-8", "surrogateescape"))
+    if total > PATH_MAX:
+        raise PathNotAllowed(
+            f"The {what} {_shorten(text)!r} is {total} bytes long; a whole path may be at most {PATH_MAX} bytes.",
+            hint="Use a shorter path (fewer or shorter folder names), then call again.",
+            field=what,
+        )
 
 
 def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "path") -> Path:
@@ -38,6 +77,7 @@ def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "
     if not roots:
         raise PathNotAllowed("No roots are configured.", hint="Set LORA_MCP_ROOTS.", field=what)
     candidate = Path(text).expanduser()
+    _check_lengths(text, candidate if candidate.is_absolute() else roots[0] / candidate, what)
     if not candidate.is_absolute():
         # Only the agent's own part is checked for '-': a root such as /data/-old is the operator's choice.
         for part in candidate.parts:

@@ -250,3 +250,77 @@ async def test_inspect_dataset_refuses_every_escape(settings: Settings, root: Pa
             text = result.content[0].text  # type: ignore[union-attr]
             assert "Next:" in text, f"{raw!r}: the error gives the agent no next step: {text}"
             assert "secret" not in text.replace("secret.txt", ""), text
+
+
+# --- names and paths the file system would refuse ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a" * 256, "256 bytes"),
+        ("data/" + "b" * 300 + "/x", "300 bytes"),
+        ("\u00e9" * 128, "256 bytes"),  # 128 characters, but 2 bytes each in UTF-8
+        ("\U0001f600" * 64, "256 bytes"),
+    ],
+)
+def test_component_over_name_max_is_refused_with_the_name_shortened(root: Path, raw: str, expected: str) -> None:
+    message = refused(raw, [root])
+    assert expected in message and "at most 255 bytes" in message and "Shorten that name" in message
+    assert len(message) < 400, "the refused name is shortened, not repeated whole"
+
+
+def test_component_of_exactly_name_max_is_fine(root: Path) -> None:
+    assert confine("c" * 255, [root]) == root / ("c" * 255)
+    assert confine("\u00e9" * 127, [root]) == root / ("\u00e9" * 127)
+
+
+def test_absolute_path_with_a_long_component_is_refused(root: Path) -> None:
+    assert "256 bytes" in refused(str(root / ("d" * 256)), [root])
+
+
+def test_whole_path_over_path_max_is_refused(root: Path) -> None:
+    deep = "/".join(["e" * 200] * 21)  # every name is fine, the whole is over 4096 bytes
+    message = refused(deep, [root])
+    assert "at most 4096 bytes" in message and "shorter path" in message
+    assert len(message) < 400
+
+
+def test_lone_surrogate_is_refused(root: Path) -> None:
+    assert "cannot be encoded" in refused("data/\ud800", [root])
+
+
+def test_long_names_refused_before_the_file_system_is_asked(root: Path) -> None:
+    with pytest.raises(PathNotAllowed, match="255 bytes"):
+        confine_existing_dir("f" * 1000, [root])
+    with pytest.raises(PathNotAllowed, match="255 bytes"):
+        confine_existing_file("g" * 1000, [root])
+
+
+LONG_NAMES = ["a" * 256, "data/" + "\u00e9" * 200, "/".join(["h" * 250] * 20), "x\ud800"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("tool", "argument", "extra"),
+    [
+        ("inspect_dataset", "folder", {}),
+        ("conform_filenames", "folder", {"dry_run": False}),
+        ("caption_images", "folder", {"backend": "template"}),
+        ("review_captions", "folder", {"trigger_word": "ohwx"}),
+        ("apply_caption_review", "review_file", {}),
+        ("generate_training_config", "dataset_folder", {"name": "n", "trigger_word": "ohwx", "vram_gb": 16}),
+    ],
+)
+async def test_every_path_tool_refuses_long_names_with_a_next_step(
+    settings: Settings, root: Path, tool: str, argument: str, extra: dict[str, object]
+) -> None:
+    async with Client(build_server(settings), mode="legacy") as client:
+        for raw in LONG_NAMES:
+            result = await client.call_tool(tool, {argument: raw, **extra})
+            text = result.content[0].text  # type: ignore[union-attr]
+            assert result.is_error, f"{tool}: {raw[:20]!r} was accepted"
+            assert "Next:" in text and text != f"Error executing tool {tool}", f"{tool}: bare error: {text}"
+            assert "bytes" in text or "cannot be encoded" in text, text
+            assert "Traceback" not in text
+    assert sorted(p.name for p in root.iterdir()) == [], "nothing was created"

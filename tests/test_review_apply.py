@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from mcp import Client
 from review_fixtures import TRIGGER, make_captioned_folder
 
 from lora_mcp.captioning.files import BACKUP_DIR
@@ -14,6 +20,8 @@ from lora_mcp.errors import InvalidInput, PathNotAllowed
 from lora_mcp.review.apply import apply_review
 from lora_mcp.review.collect import collect_captions
 from lora_mcp.review.reviewfile import REVIEWS_DIR, ImageReview, ReviewDocument, load_review, write_review
+from lora_mcp.server.app import build_server
+from lora_mcp.settings import Settings
 
 CAPTIONS = {
     "a.png": "This image shows ohwx standing",
@@ -202,3 +210,73 @@ def test_fix_without_suggestion_is_reported_not_guessed(root: Path) -> None:
     result = apply_review(review, "all")
     assert ("a.png", "no suggested_caption") in [(s.image, s.reason.split(":")[0]) for s in result.skipped]
     assert caption(folder, "a") == "This image shows ohwx standing"
+
+
+# --- a crash mid-apply -------------------------------------------------------------------------------------------
+
+CHILD_APPLY = """
+import sys, time
+from pathlib import Path
+import lora_mcp.review.apply as apply
+from lora_mcp.fsutil import atomic_write
+
+def blocking_write(target, text):
+    def fill(handle):
+        handle.write(text.encode()[:5])
+        handle.flush()
+        print("writing", target.name, flush=True)
+        time.sleep(600)
+    atomic_write(target, fill)
+
+apply.write_text_atomic = blocking_write
+apply.apply_review(Path(sys.argv[1]), "all")
+"""
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.anyio
+async def test_apply_after_a_kill_9_mid_apply_removes_the_leftover_temp(
+    settings: Settings, root: Path, tmp_path: Path
+) -> None:
+    folder, review = make_review(root)
+    child = subprocess.Popen([sys.executable, "-c", CHILD_APPLY, str(review)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().split() == ["writing", "a.txt"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    [leftover] = temp_files(folder)
+    assert leftover.startswith(".a.txt.") and (folder / leftover).read_bytes() == b"ohwx,"
+    assert caption(folder, "a") == "This image shows ohwx standing", "the kill left the old caption whole"
+    then = time.time() - 600  # the next run comes minutes later
+    os.utime(folder / leftover, (then, then))
+    # Lookalikes that are not provably ours stay: a symlink, a file not matching the exact pattern, one too young.
+    secret = tmp_path / "secret"
+    secret.write_text("keep me")
+    (folder / ".c.txt.zzzzzzzz.tmp").symlink_to(secret)
+    (folder / ".c.txt.yyyy.tmp").write_text("x")
+    (folder / ".d.txt.fresh000.tmp").write_text("a writer may have just created this")
+    os.utime(folder / ".c.txt.yyyy.tmp", (then, then))
+
+    async with Client(build_server(settings), mode="legacy") as client:
+        result = await client.call_tool("apply_caption_review", {"review_file": str(review)})
+    assert not result.is_error, result.content
+    out = result.structured_content or {}
+    assert out["removed_temp_files"] == [leftover]
+    assert sorted(a["image"] for a in out["applied"]) == ["a.png", "c.png", "d.png"]
+    assert caption(folder, "a") == f"{TRIGGER}, fixed a.png"
+    assert temp_files(folder) == [".c.txt.yyyy.tmp", ".c.txt.zzzzzzzz.tmp", ".d.txt.fresh000.tmp"]
+    assert secret.read_text() == "keep me"
+
+
+def test_stale_temps_of_images_outside_the_selection_are_removed_too(root: Path) -> None:
+    folder, review = make_review(root)
+    stale = folder / ".b.txt.abcdefgh.tmp"  # b.png is ok: nothing is written for it, but it is the review's
+    stale.write_text("half")
+    then = time.time() - 600
+    os.utime(stale, (then, then))
+    result = apply_review(review, ["c.png"])
+    assert result.removed_temp_files == [".b.txt.abcdefgh.tmp"] and not stale.exists()

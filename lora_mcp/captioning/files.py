@@ -1,8 +1,9 @@
 """Caption files on disk: which images need one, and backups of replaced captions.
 
 Captions are written with `lora_mcp.fsutil.write_text_atomic`, so a reader (or a cancelled run) only ever sees the
-old caption or the whole new one. Replaced captions are copied first into
-`<dataset>/_caption_backups/<timestamp>/<same relative path>`; dataset inspection skips that folder.
+old caption or the whole new one; the temp files a killed run leaves are removed when the next run plans. Replaced
+captions are copied first into `<dataset>/_caption_backups/<timestamp>/<same relative path>`; dataset inspection
+skips that folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.dataset.scan import scan_folder
+from lora_mcp.fsutil import remove_stale_temps
 
 BACKUP_DIR = "_caption_backups"
 
@@ -46,8 +48,13 @@ def has_caption(image: Path, caption_ext: str) -> bool:
 
 
 def plan_captions(folder: Path, caption_ext: str, overwrite: OverwritePolicy) -> CaptionPlan:
-    """Every image AI-Toolkit would train on, split by the overwrite policy."""
+    """Every image AI-Toolkit would train on, split by the overwrite policy.
+
+    Also removes the temp files a killed earlier write left beside these captions (`fsutil.remove_stale_temps`
+    touches only our own, unlocked, exactly named temp files), so every caption run starts from a clean folder.
+    """
     images = scan_folder(folder, caption_ext).images
+    remove_stale_temps(caption_path(folder / rel, caption_ext) for rel in images)
     if overwrite == OverwritePolicy.BACKUP:
         return CaptionPlan(todo=images)
     todo = [rel for rel in images if not has_caption(folder / rel, caption_ext)]

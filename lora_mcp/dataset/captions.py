@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path, PurePath
 from typing import TypeVar
 
+from lora_mcp.dataset.scan import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 from lora_mcp.errors import InvalidInput
 
 _P = TypeVar("_P", bound=PurePath)
@@ -35,13 +36,49 @@ class CaptionRead:
     has_trigger: bool | None = None
 
 
+CAPTION_EXT_RE = re.compile(r"[A-Za-z0-9]{1,10}")
+"""A caption extension: 1-10 ASCII letters or digits (generate_training_config's `caption_ext` pattern too)."""
+
+_NOT_CAPTION_EXTS = frozenset(
+    {
+        "yaml", "yml", "json", "jsonl", "toml", "ini", "cfg", "conf", "env", "py", "pyc", "pyw", "pyi", "sh",
+        "bash", "zsh", "bat", "cmd", "ps1", "exe", "dll", "so", "dylib", "js", "mjs", "html", "htm", "xml",
+        "safetensors", "ckpt", "pt", "pth", "bin", "gguf", "onnx", "pkl", "pickle", "npy", "npz", "h5", "zip",
+        "tar", "gz", "tgz", "db", "sqlite", "tmp",
+    }
+)  # fmt: skip
+"""Extensions that other programs load as configuration, code, weights or archives (or our temp files). Captions
+are plain text written beside the images, so accepting one of these would let a caption write plant such a file."""
+
+
 def normalize_caption_ext(caption_ext: str) -> str:
-    """`.txt` or `txt` -> `txt`; refuse empty extensions and ones holding a path separator."""
-    ext = caption_ext.strip().lstrip(".")
-    if not ext or "/" in ext or "\\" in ext or "\x00" in ext:
+    """`.txt` or `txt` -> `txt`; refuse anything but a plain text extension (the one rule for every caption_ext).
+
+    Refused: empty, more than one leading dot, path separators or other punctuation, over 10 characters, an image
+    extension (the caption would replace or shadow an image), and extensions read as config, code or weights.
+    """
+    ext = caption_ext.strip().removeprefix(".")
+    hint = "Pass 'txt' (what AI-Toolkit reads by default) or another plain extension such as 'caption'."
+    if not CAPTION_EXT_RE.fullmatch(ext):
         raise InvalidInput(
-            f"The caption extension {caption_ext!r} is not a plain file extension.",
-            hint="Pass an extension such as 'txt' or 'caption'.",
+            f"The caption extension {caption_ext!r} is not a plain file extension (1-10 letters or digits, "
+            "an optional leading dot).",
+            hint=hint,
+            field="caption_ext",
+        )
+    lowered = f".{ext.lower()}"
+    if lowered in IMAGE_EXTENSIONS or lowered in UNSUPPORTED_IMAGE_EXTENSIONS:
+        raise InvalidInput(
+            f"The caption extension {caption_ext!r} is an image extension: caption files would replace or shadow "
+            "images.",
+            hint=hint,
+            field="caption_ext",
+        )
+    if ext.lower() in _NOT_CAPTION_EXTS:
+        raise InvalidInput(
+            f"The caption extension {caption_ext!r} is refused: captions are plain text, and {lowered} files are "
+            "read by other programs as configuration, code, weights or archives.",
+            hint=hint,
             field="caption_ext",
         )
     return ext

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from lora_mcp.captioning.files import BACKUP_DIR
 from lora_mcp.dataset.captions import caption_path
 from lora_mcp.errors import InvalidInput
-from lora_mcp.fsutil import write_text_atomic
+from lora_mcp.fsutil import remove_stale_temps, write_text_atomic
 from lora_mcp.paths import confine_existing_dir
 from lora_mcp.review.models import Decision, Verdict
 from lora_mcp.review.reviewfile import ImageReview, load_review
@@ -51,6 +51,9 @@ class ApplyResult(BaseModel):
     )
     unchanged: int = Field(0, description="Images with nothing to apply (verdict ok, or not selected).")
     backup_folder: str | None = Field(None, description="Old versions of the captions written (null: none written).")
+    removed_temp_files: list[str] = Field(
+        default_factory=list, description="Temp files an earlier, killed write left beside these captions: removed."
+    )
     next_step: str = ""
 
 
@@ -77,6 +80,8 @@ def apply_review(review_path: Path, approve: Approve = "all", roots: Sequence[Pa
         else:
             planned.append((entry, *target))
     paths = {entry.image: _caption_file(folder, entry.image, doc.caption_ext) for entry, _, _ in planned}
+    swept = remove_stale_temps(_managed_captions(folder, doc.images, doc.caption_ext))
+    result.removed_temp_files = [p.relative_to(folder).as_posix() for p in swept]
     backups = _Backups(folder)
     for entry, text, source in planned:
         path = paths[entry.image]
@@ -125,6 +130,17 @@ def _caption_file(folder: Path, image: str, caption_ext: str) -> Path:
             hint="Image names are paths relative to the reviewed folder; review the folder again.",
         )
     return path
+
+
+def _managed_captions(folder: Path, entries: Sequence[ImageReview], caption_ext: str) -> list[Path]:
+    """The caption file of every image in the review that lies inside the folder (the files apply may write)."""
+    paths = []
+    for entry in entries:
+        try:
+            paths.append(_caption_file(folder, entry.image, caption_ext))
+        except InvalidInput:
+            continue
+    return paths
 
 
 class _Backups:

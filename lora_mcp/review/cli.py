@@ -12,6 +12,7 @@ from lora_mcp.review.models import LoraType, Style
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    from lora_mcp.dataset.captions import normalize_caption_ext
     from lora_mcp.jobs.cli import follow, open_manager, show
     from lora_mcp.review.params import ReviewParams
     from lora_mcp.review.service import review_status, start_review
@@ -24,7 +25,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         lora_type=LoraType(args.lora_type),
         use_images=not args.no_images,
         model=args.model or get_settings().review_model,
-        caption_ext=args.caption_ext.lstrip("."),
+        caption_ext=normalize_caption_ext(args.caption_ext),
         concurrency=args.concurrency,
         banned_words=args.banned_word or [],
         output_mode=args.output_mode,

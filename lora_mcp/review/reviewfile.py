@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lora_mcp.errors import InvalidInput, NotFound
+from lora_mcp.dataset.captions import normalize_caption_ext
+from lora_mcp.errors import InvalidInput, LoraMcpError, NotFound
 from lora_mcp.review.models import Decision, LoraType, Severity, Style, Verdict
 
 REVIEWS_DIR = "_reviews"
@@ -79,6 +80,16 @@ class ReviewDocument(BaseModel):
     lora_type: LoraType
     trigger_word: str
     images: list[ImageReview]
+
+    @field_validator("caption_ext")
+    @classmethod
+    def _plain_caption_ext(cls, value: str) -> str:
+        """The rule caption_images and review_captions apply: a hand-edited `caption_ext: yaml` must not let
+        apply_caption_review write `<image>.yaml` files beside the images."""
+        try:
+            return normalize_caption_ext(value)
+        except LoraMcpError as exc:
+            raise ValueError(f"{exc.message} {exc.hint or ''}".strip()) from None
 
 
 def write_review(doc: ReviewDocument, folder: Path) -> Path:

@@ -6,10 +6,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
 from lora_mcp.errors import LoraMcpError
+
+if TYPE_CHECKING:
+    from lora_mcp.settings import Settings
 
 log = logging.getLogger("lora_mcp")
 
@@ -21,17 +25,26 @@ def emit(result: BaseModel, as_json: bool, render: Callable[[BaseModel], str]) -
     print(result.model_dump_json(indent=2) if as_json else render(result))
 
 
+def check_job_store(settings: Settings) -> None:
+    """Open jobs.db once before serving: repair it from the job folders, or stop with one clear error."""
+    from lora_mcp.jobs.store import JobStore
+
+    JobStore(settings.db_path, settings.jobs_dir).close()  # raises StoreUnavailable, which main() prints
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from lora_mcp.server.app import build_server
     from lora_mcp.settings import get_settings
 
     settings = get_settings()
     if args.transport == "stdio":
+        check_job_store(settings)
         build_server(settings).run()
         return 0
     from lora_mcp.server.http import check_bind, serve_http
 
     check_bind(args.host, settings.http_token)  # before anything is built or created
+    check_job_store(settings)
     serve_http(
         build_server(settings),
         args.transport,

@@ -48,3 +48,9 @@ class OperationFailed(LoraMcpError):
     """The work could not be done for a reason other than the arguments."""
 
     code = "operation_failed"
+
+
+class StoreUnavailable(OperationFailed):
+    """The job database cannot be opened or rebuilt (read-only state folder, a folder in its place, ...)."""
+
+    code = "store_unavailable"

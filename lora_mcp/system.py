@@ -56,6 +56,10 @@ class SystemReport(BaseModel):
     roots: list[str]
     disks: list[DiskInfo]
     problems: list[str] = Field(description="Things a person must fix before training; empty when ready.")
+    job_store_notes: list[str] = Field(
+        default_factory=list,
+        description="Damaged copies of jobs.db moved aside when it was rebuilt from the job folders; no job was lost.",
+    )
 
 
 def parse_nvidia_smi_csv(text: str) -> list[GPUInfo]:
@@ -138,4 +142,16 @@ def system_check(settings: Settings, min_free_gb: float = 20.0) -> SystemReport:
         roots=[str(r) for r in settings.roots],
         disks=disks,
         problems=problems,
+        job_store_notes=damaged_job_stores(settings),
     )
+
+
+def damaged_job_stores(settings: Settings) -> list[str]:
+    """A note for each damaged jobs.db that opening the job store moved aside (`jobs.db.damaged-<UTC time>`)."""
+    db = settings.db_path
+    return [
+        f"{db.name} was damaged and rebuilt from the job folders; the damaged copy is {path} (delete it, and its "
+        "-wal and -shm files, once nobody needs it)."
+        for path in sorted(db.parent.glob(f"{db.name}.damaged-*"))
+        if not path.name.endswith(("-wal", "-shm"))
+    ]

@@ -1,12 +1,18 @@
 """SQLite job store: WAL mode, named migrations, one row per job.
 
-The store is the only durable record besides the job directory. Every write is a short transaction, so the
-server, a second server and the CLI can share one database.
+jobs.db is an index of the job folders, which are the source of truth (`lora_mcp.jobs.records`). Opening the store
+checks the file (`PRAGMA quick_check`): a damaged one is moved aside as `jobs.db.damaged-<UTC time>` and a fresh one
+is built. Then every job folder the database does not list is imported, so a deleted, emptied or damaged jobs.db
+loses no job. A database that cannot be opened at all (read-only folder, a folder in its place) raises
+`StoreUnavailable`. Every write is a short transaction, so the server, a second server and the CLI can share one
+database.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -17,7 +23,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lora_mcp.errors import StoreUnavailable
+from lora_mcp.jobs import records
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -104,24 +114,168 @@ def _encode(name: str, value: Any) -> Any:
     return value
 
 
+def _insert_row(conn: sqlite3.Connection, values: dict[str, Any]) -> None:
+    cols = list(values)
+    unknown = set(cols) - _COLUMNS
+    if unknown:
+        raise ValueError(f"unknown job columns: {sorted(unknown)}")
+    conn.execute(
+        f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [_encode(c, values[c]) for c in cols],
+    )
+
+
+def _renumber(conn: sqlite3.Connection) -> None:
+    """Make seq follow created_at again after older jobs were imported into a database that lists newer ones."""
+    order = [row[0] for row in conn.execute("SELECT seq FROM jobs ORDER BY created_at, seq")]
+    if order == sorted(order):
+        return
+    conn.execute("UPDATE jobs SET seq = -seq")  # two steps: seq is unique at every statement
+    conn.executemany("UPDATE jobs SET seq = ? WHERE seq = ?", [(new, -old) for new, old in enumerate(order, 1)])
+
+
 def new_job_id(kind: JobKind) -> str:
     """A short, sortable, unique id such as `train-20261126-1f3a9c`."""
     return f"{kind.value}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+class _Damaged(Exception):
+    """jobs.db is not a sound SQLite database (SQLITE_CORRUPT, SQLITE_NOTADB or a failed quick_check)."""
+
+
 class JobStore:
     """Thread-safe access to jobs.db."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, jobs_dir: Path | None = None) -> None:
+        """Open jobs.db (rebuilding it when damaged); with `jobs_dir`, import the job folders it does not list."""
         self.path = path
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self.migrate()
+        self.damage: str | None = None
+        """What was wrong with jobs.db when this store opened it; None when it was sound."""
+        self.moved_aside: Path | None = None
+        """Where the damaged jobs.db was moved (its -wal and -shm beside it with the same prefix)."""
+        self.imported: list[str] = []
+        """Ids of the jobs this open re-imported from their folders, oldest first."""
+        self._open()
+        if jobs_dir is not None:
+            self.imported = self.import_job_dirs(jobs_dir)
+
+    @property
+    def recovery(self) -> str | None:
+        """What opening the store repaired, as a sentence for people; None when jobs.db was sound and complete."""
+        parts = []
+        if self.moved_aside is not None:
+            parts.append(f"{self.path.name} was damaged ({self.damage}) and was moved aside to {self.moved_aside}")
+        if self.imported:
+            parts.append(f"{len(self.imported)} job(s) were re-imported from their job folders")
+        return "; ".join(parts) + "." if parts else None
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connect()
+            return
+        except _Damaged as exc:
+            self.damage = str(exc)
+        except (OSError, sqlite3.Error) as exc:  # cannot open, read-only, locked, I/O: not the file's fault
+            raise self._unavailable(exc) from None
+        self.moved_aside = self._move_aside()
+        log.warning(
+            "%s was damaged (%s): moved it aside to %s and building a fresh one from the job folders",
+            self.path,
+            self.damage,
+            self.moved_aside,
+        )
+        try:
+            self._connect()
+        except (_Damaged, OSError, sqlite3.Error) as exc:
+            raise self._unavailable(exc) from None
+
+    def _connect(self) -> None:
+        """Connect, check and migrate; raise _Damaged when the file itself is broken."""
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise _Damaged("; ".join(problems[:3]))
+            self._conn = conn
+            self.migrate()
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # Python maps SQLITE_CORRUPT and SQLITE_NOTADB here
+            conn.close()
+            raise _Damaged(str(exc)) from exc
+        except BaseException:
+            conn.close()
+            raise
+
+    def _move_aside(self) -> Path:
+        """Rename the damaged jobs.db (and its -wal and -shm) to jobs.db.damaged-<UTC time>; return the new path."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{n}")
+        try:
+            for suffix in ("", "-wal", "-shm"):  # a stale -wal left beside a fresh database would be replayed into it
+                source = Path(f"{self.path}{suffix}")
+                if source.exists():
+                    source.rename(f"{target}{suffix}")
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"The job database {self.path} is damaged ({self.damage}) and could not be moved aside: {exc}.",
+                hint=f"Move {self.path} and its -wal and -shm files out of {self.path.parent} (the job folders "
+                "hold everything needed to rebuild it), then start lora-mcp again.",
+            ) from None
+        return target
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"Cannot open the job database {self.path}: {exc}.",
+            hint=f"Make sure {self.path.parent} is a writable folder and {self.path} is a SQLite file or absent "
+            "(not a folder), or set LORA_MCP_HOME to a writable folder; then start lora-mcp again.",
+        )
+
+    def import_job_dirs(self, jobs_dir: Path) -> list[str]:
+        """Add the jobs whose folders in `jobs_dir` jobs.db does not list; return their ids, oldest first.
+
+        Cheap when nothing is missing (one listdir and one SELECT) and safe from several processes at once.
+        """
+        try:
+            names = os.listdir(jobs_dir)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("cannot list the job folders in %s: %s", jobs_dir, exc)
+            return []
+        now = time.time()
+        with self._tx() as conn:
+            known = {row[0]: row[1] for row in conn.execute("SELECT id, idempotency_key FROM jobs")}
+            rows = [row for name in names if name not in known and (row := records.recover(jobs_dir / name, now))]
+            rows.sort(key=lambda row: (row["created_at"], row["id"]))
+            keys = {key for key in known.values() if key is not None}
+            for row in rows:
+                if row["idempotency_key"] in keys:
+                    row["idempotency_key"] = None  # jobs.db already gives that key to another job
+                elif row["idempotency_key"] is not None:
+                    keys.add(row["idempotency_key"])
+                _insert_row(conn, row)
+            if rows and known:
+                _renumber(conn)
+        if rows:
+            log.warning(
+                "jobs.db did not list %d job folder(s) in %s: re-imported %s",
+                len(rows),
+                jobs_dir,
+                ", ".join(row["id"] for row in rows),
+            )
+        return [row["id"] for row in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -158,18 +312,17 @@ class JobStore:
         values.setdefault("created_at", time.time())
         values.setdefault("state", JobState.QUEUED.value)
         values.setdefault("progress", Progress(phase=Phase.QUEUED))
-        cols = list(values)
         with self._tx() as conn:
             key = values.get("idempotency_key")
             if key is not None:
                 row = conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
                 if row is not None:
                     return JobRecord.from_row(row)
-            conn.execute(
-                f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [_encode(c, values[c]) for c in cols],
-            )
+            # Another process may have imported this job from its folder between job.json and this insert.
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (values["id"],)).fetchone()
+            if row is None:
+                _insert_row(conn, values)
+                row = conn.execute("SELECT * FROM jobs WHERE id = ?", (values["id"],)).fetchone()
         return JobRecord.from_row(row)
 
     def get(self, job_id: str) -> JobRecord | None:

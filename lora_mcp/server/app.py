@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 from mcp.server import MCPServer
 
 from lora_mcp import __version__
+from lora_mcp.errors import StoreUnavailable
 from lora_mcp.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from lora_mcp.jobs.manager import JobManager
+
+log = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 lora-mcp takes a folder of images to a trained Z-Image LoRA with Ostris AI-Toolkit.
@@ -42,16 +46,23 @@ class AppState:
         return open_manager(self.settings)
 
     def acquire(self) -> None:
-        """A session started: make sure jobs are being watched."""
+        """A session started: make sure jobs are being watched.
+
+        When jobs.db cannot be opened the session still starts: the job tools then answer with that error (each
+        call tries again), and the tools that need no job keep working.
+        """
         with self._lock:
             self._users += 1
-            self.manager.start()
+            try:
+                self.manager.start()
+            except StoreUnavailable as exc:
+                log.error("job tools are unavailable: %s", exc)
 
     def release(self) -> None:
         """A session ended: stop watching when it was the last (jobs keep running under their supervisors)."""
         with self._lock:
             self._users -= 1
-            if self._users == 0:
+            if self._users == 0 and "manager" in self.__dict__:  # never opened (or could not be): nothing to stop
                 self.manager.stop()
 
 

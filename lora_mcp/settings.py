@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     """Host headers accepted over HTTP (comma-separated, e.g. `lora-trainer:8765`, `gpu-box:*`). Off loopback: only
     these, or any when empty (the token guards). On loopback: these besides 127.0.0.1, localhost and [::1]."""
 
+    http_session_idle_seconds: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
+    """Seconds a streamable-HTTP session may go without a request in flight (an open GET stream counts) before the
+    server forgets it and frees its memory; the client then gets 404 "Session not found" and initializes again."""
+
     gpus: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["0"])
     """GPU indices that get a training lane each (comma-separated)."""
 
@@ -88,12 +92,20 @@ class Settings(BaseSettings):
     gpu_handoff_timeout: float = Field(default=3.0, gt=0, le=30)
     """Seconds to wait for each ComfyUI/Ollama request of the GPU hand-off (the whole hand-off stops after 8 s)."""
 
+    trainer_env_passthrough: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Extra environment variable names (comma-separated, `*` patterns allowed) handed to the trainer besides the
+    built-in allow-list (PATH, locale, HF_*, CUDA_*, ...). LORA_MCP_* variables are never handed on."""
+
+    allow_remote_uploads: bool = False
+    """Let a training config send data off this machine (`save.push_to_hub`, `logging.use_wandb`). Off by default:
+    an agent-written config must not publish a LoRA or its samples."""
+
     @field_validator("roots", mode="before")
     @classmethod
     def _parse_roots(cls, value: object) -> object:
         return _split_paths(value)
 
-    @field_validator("gpus", "allowed_hosts", mode="before")
+    @field_validator("gpus", "allowed_hosts", "trainer_env_passthrough", mode="before")
     @classmethod
     def _parse_gpus(cls, value: object) -> object:
         if isinstance(value, str):
@@ -121,6 +133,10 @@ class Settings(BaseSettings):
     def db_path(self) -> Path:
         """The SQLite job store."""
         return self.home / "jobs.db"
+
+    def secret_values(self) -> list[str]:
+        """The secrets this server holds, to be redacted from anything shown to an agent."""
+        return [s for s in (self.http_token, self.openai_api_key) if s]
 
     def trainer_python(self) -> Path:
         """The interpreter that runs AI-Toolkit's run.py."""

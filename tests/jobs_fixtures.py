@@ -27,6 +27,7 @@ def use_fake_aitk(monkeypatch: pytest.MonkeyPatch, step_delay: float = 0.01) -> 
     monkeypatch.setenv("LORA_MCP_AI_TOOLKIT_DIR", str(FAKE_AITK))
     monkeypatch.setenv("LORA_MCP_AI_TOOLKIT_PYTHON", sys.executable)
     monkeypatch.setenv("FAKE_AITK_STEP_DELAY", str(step_delay))
+    monkeypatch.setenv("LORA_MCP_TRAINER_ENV_PASSTHROUGH", "FAKE_AITK_*")  # the trainer's env is an allow-list
     monkeypatch.delenv("FAKE_AITK_FAIL", raising=False)
     get_settings.cache_clear()
     settings = get_settings()

@@ -19,7 +19,9 @@ from lora_mcp.jobs.models import JobState
 from lora_mcp.server.app import build_server
 from lora_mcp.settings import Settings
 from lora_mcp.training import trainjob
+from lora_mcp.training.plan import estimated_vram_gb
 from lora_mcp.training.service import start_training
+from lora_mcp.training.trainjob import TrainKind
 
 
 @pytest.fixture
@@ -114,28 +116,27 @@ def test_config_is_not_utf8(fake: tuple[Settings, Path]) -> None:
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
-        (lambda d: d["config"].pop("name"), "has no config.name"),
-        (lambda d: d["config"].pop("process"), "has no config.process:"),
-        (lambda d: d["config"].update(process=[]), "has no config.process:"),
+        (lambda d: d["config"].pop("name"), "config.name = None"),
+        (lambda d: d["config"].pop("process"), "exactly one entry in config.process"),
+        (lambda d: d["config"].update(process=[]), "exactly one entry in config.process"),
         (lambda d: d["config"]["process"][0].pop("training_folder"), "training_folder"),
-        (lambda d: d["config"]["process"][0]["datasets"][0].pop("folder_path"), "datasets[0].folder_path"),
-        (lambda d: d.update(config="just a string"), "has no config.name"),
+        (lambda d: d["config"]["process"][0]["datasets"][0].pop("folder_path"), "datasets with a folder_path"),
+        (lambda d: d["config"]["process"][0].pop("datasets"), "datasets with a folder_path"),
+        (lambda d: d.update(config="just a string"), "needs `job: extension` and a `config` section"),
     ],
-    ids=["no-name", "no-process", "empty-process", "no-training-folder", "no-folder-path", "config-not-a-mapping"],
+    ids=[
+        "no-name",
+        "no-process",
+        "empty-process",
+        "no-training-folder",
+        "no-folder-path",
+        "no-datasets",
+        "config-not-a-mapping",
+    ],
 )
 def test_config_lacks_a_key(fake: tuple[Settings, Path], change: Callable[[dict[str, Any]], None], needle: str) -> None:
     settings, config = fake
     refused(settings, edited(config, change), InvalidInput, needle, "generate_training_config")
-
-
-def test_config_without_datasets(fake: tuple[Settings, Path]) -> None:
-    settings, config = fake
-    refused(
-        settings,
-        edited(config, lambda d: d["config"]["process"][0].pop("datasets")),
-        InvalidInput,
-        "has no config.process[0].datasets",
-    )
 
 
 def test_config_outside_the_roots(fake: tuple[Settings, Path], tmp_path: Path) -> None:
@@ -195,25 +196,39 @@ def gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bytes], N
     return install
 
 
-def test_gpu_memory_too_small(fake: tuple[Settings, Path], gpus: Callable[[bytes], None]) -> None:
+def failed_at_launch(manager: JobManager, config: Path, *needles: str) -> None:
+    """The job is queued (never refused for GPU memory), then fails at launch with the oom hint."""
+    status = start_training(manager, str(config))
+    job = wait_final(manager, status.job_id)
+    assert job.state == JobState.FAILED and job.error is not None and job.error.code == "oom", job.error
+    text = f"{job.error.message} {job.error.hint}"
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in {text!r}"
+    assert not (job.job_dir / "exit_code.json").exists(), "the trainer never started"
+
+
+def test_gpu_memory_too_small_fails_at_launch_not_at_submit(
+    fake: tuple[Settings, Path], gpus: Callable[[bytes], None]
+) -> None:
     settings, config = fake
-    estimate = trainjob.estimated_vram_gb(config)
+    estimate = estimated_vram_gb(config.read_text())
     assert estimate is not None and estimate > 7, "the generated header carries the estimate"
     gpus(b"0, NVIDIA GeForce RTX 4090, 24564, 18211\n")  # 6.2 GiB free
-    refused(settings, config, OperationFailed, f"about {estimate:.0f} GB", "6.2 GB", "vram_gb")
+    failed_at_launch(new_manager(settings), config, f"about {estimate:.0f} GB", "6.2 GB", "vram_gb", "resume_training")
 
 
 def check_started_and_cancel(manager: JobManager, config: Path) -> None:
     status = start_training(manager, str(config))
     assert status.state in (JobState.QUEUED, JobState.RUNNING)
     manager.cancel(status.job_id)
-    wait_final(manager, status.job_id)
+    job = wait_final(manager, status.job_id)
+    assert job.error is None or job.error.code != "oom", job.error
 
 
 def test_gpu_memory_checks_the_training_gpu(fake: tuple[Settings, Path], gpus: Callable[[bytes], None]) -> None:
     settings, config = fake
     gpus(TWO_GPUS)  # GPU 0 has 6.2 GiB free, GPU 1 has 24 GiB free
-    refused(settings, config, OperationFailed, "GPU memory")
+    failed_at_launch(new_manager(settings), config, "GPU 0")
     check_started_and_cancel(new_manager(settings.model_copy(update={"gpus": ["1"]})), config)
 
 
@@ -221,6 +236,24 @@ def test_gpu_memory_enough(fake: tuple[Settings, Path], gpus: Callable[[bytes], 
     settings, config = fake
     gpus(H100_NOHEADER_NOUNITS)
     check_started_and_cancel(new_manager(settings), config)
+
+
+def test_gpu_memory_is_read_after_the_hand_off(fake: tuple[Settings, Path], gpus: Callable[[bytes], None]) -> None:
+    """The pre-launch hooks (ComfyUI /free, Ollama keep_alive 0) run before the free-memory check."""
+    settings, config = fake
+    gpus(b"0, NVIDIA GeForce RTX 4090, 24564, 18211\n")  # 6.2 GiB free until the hand-off frees it
+    order: list[str] = []
+
+    def hand_off(_job: object) -> list[str]:
+        order.append("hand-off")
+        gpus(b"0, NVIDIA GeForce RTX 4090, 24564, 1024\n")  # the other program let go of its memory
+        return ["freed the GPU"]
+
+    manager = JobManager(
+        settings, [TrainKind()], poll_interval=0.05, cancel_grace_seconds=5, before_gpu_launch=[hand_off]
+    )
+    check_started_and_cancel(manager, config)
+    assert order == ["hand-off"]
 
 
 # ---- through MCP --------------------------------------------------------------------------------------------

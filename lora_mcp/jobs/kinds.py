@@ -30,6 +30,16 @@ class LaunchSpec:
     command: list[str]
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
+    inherit_env: bool = True
+    """False: the child gets `env` alone (plus PYTHONUNBUFFERED and the GPU choice), not the server's environment."""
+
+
+class LaunchRefused(Exception):
+    """Raised by `launch_spec` when a job must not start now (e.g. too little free GPU memory); fails the job."""
+
+    def __init__(self, error: JobError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import codecs
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,11 +26,13 @@ import anyio
 import anyio.to_thread
 
 from lora_mcp.errors import InvalidInput, NotFound
-from lora_mcp.jobs.kinds import KindHandler, LogParser, Outcome
+from lora_mcp.jobs import records
+from lora_mcp.jobs.kinds import KindHandler, LaunchRefused, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
 from lora_mcp.jobs.status import write_launch_notes
 from lora_mcp.jobs.store import JobRecord, JobStore, new_job_id
 from lora_mcp.jobs.supervisor import CHILD_PID_NAME, EXIT_CODE_NAME, LOG_NAME
+from lora_mcp.secrets import Redactor
 from lora_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,7 +107,9 @@ class JobManager:
     ) -> None:
         self.settings = settings
         self.before_gpu_launch = list(before_gpu_launch)
-        self.store = JobStore(settings.db_path)
+        self.store = JobStore(settings.db_path, settings.jobs_dir)
+        self.redact = Redactor.from_environment(settings.secret_values())
+        """Applied to every log line or message this manager hands out: the trainer may print a secret."""
         self.handlers = {h.kind: h for h in handlers}
         self.poll_interval = poll_interval
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -136,19 +141,38 @@ class JobManager:
         job_id = new_job_id(kind)
         job_dir = self.settings.jobs_dir / job_id
         job_dir.mkdir(parents=True)
-        (job_dir / LOG_NAME).touch()
-        if prepare is not None:
-            prepare(job_dir)
-        (job_dir / "params.json").write_text(json.dumps(params, indent=2))
-        record = self.store.insert(
-            id=job_id,
-            kind=kind.value,
-            lane_kind=lane_kind or handler.lane_kind,
-            job_dir=job_dir,
-            params=params,
-            idempotency_key=idempotency_key,
-            resumed_from=resumed_from,
-        )
+        try:
+            (job_dir / LOG_NAME).touch()
+            if prepare is not None:
+                prepare(job_dir)
+            (job_dir / records.PARAMS_NAME).write_text(json.dumps(params, indent=2))
+            # job.json last: a folder with one is a job that a rebuild of jobs.db brings back.
+            job_file = records.JobFile(
+                id=job_id,
+                kind=kind,
+                lane_kind=lane_kind or handler.lane_kind,
+                params=params,
+                idempotency_key=idempotency_key,
+                resumed_from=resumed_from,
+                created_at=time.time(),
+            )
+            records.write_job(job_dir, job_file)
+            record = self.store.insert(
+                id=job_id,
+                kind=kind.value,
+                lane_kind=job_file.lane_kind,
+                job_dir=job_dir,
+                params=params,
+                idempotency_key=idempotency_key,
+                resumed_from=resumed_from,
+                created_at=job_file.created_at,
+            )
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)  # no orphan folder for a job that was never recorded
+            raise
+        if record.id != job_id:  # another caller with the same idempotency key got there first
+            shutil.rmtree(job_dir, ignore_errors=True)
+            return record
         self.dispatch()
         return self.store.get(job_id) or record  # dispatch may have started it already
 
@@ -172,17 +196,30 @@ class JobManager:
         job = self.get(job_id)
         if job.state == JobState.QUEUED:
             now = time.time()
-            self.store.update(
+            progress = job.progress.model_copy(update={"phase": Phase.DONE, "message": "cancelled"})
+            if self.store.update(
                 job_id,
                 only_if_state=JobState.QUEUED,
                 state=JobState.CANCELLED.value,
                 cancel_requested_at=now,
                 finished_at=now,
-                progress=job.progress.model_copy(update={"phase": Phase.DONE, "message": "cancelled"}),
-            )
+                progress=progress,
+            ):
+                result = records.ResultFile(
+                    state=JobState.CANCELLED,
+                    finished_at=now,
+                    exit_code=None,
+                    error=None,
+                    outputs={},
+                    progress=progress,
+                    cancel_requested_at=now,
+                )
+                records.write_result(job.job_dir, result)  # a queued job never reaches _finish
         elif job.state == JobState.RUNNING:
             if job.cancel_requested_at is None:
-                self.store.update(job_id, cancel_requested_at=time.time())
+                now = time.time()
+                self.store.update(job_id, cancel_requested_at=now)
+                records.write_cancel_request(job.job_dir, now)
             self._signal(job, signal.SIGINT)
         return self.get(job_id)
 
@@ -201,7 +238,7 @@ class JobManager:
         rows = [part.rsplit("\r", 1)[-1] for part in text.replace("\r\n", "\n").split("\n")]
         if window < size:
             rows = rows[1:]
-        return [r for r in rows if r.strip()][-lines:]
+        return self.redact.lines([r for r in rows if r.strip()][-lines:])
 
     def lineage_log(self, job_id: str) -> str:
         """The logs of a job and of the runs it resumed, oldest first (a resumed run continues their curve)."""
@@ -317,8 +354,16 @@ class JobManager:
 
     def _launch(self, job: JobRecord) -> None:
         handler = self._handler(job.kind)
+        on_gpu = bool(job.lane and job.lane.startswith("gpu:"))
+        if on_gpu:
+            # The hand-off first: the kind's launch checks (free GPU memory) must see what it freed.
+            self._run_pre_launch_hooks(job)
         try:
             spec = handler.launch_spec(job, self.settings)
+        except LaunchRefused as exc:
+            log.warning("job %s refused at launch: %s", job.id, exc.error.message)
+            self._finish(job, Outcome(JobState.FAILED, exc.error), None)
+            return
         except Exception as exc:  # a broken launch must fail the job, never the manager loop
             log.exception("could not prepare job %s", job.id)
             self._finish(
@@ -330,10 +375,9 @@ class JobManager:
                 None,
             )
             return
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
-        if job.lane and job.lane.startswith("gpu:"):
+        env = {**(os.environ if spec.inherit_env else {}), "PYTHONUNBUFFERED": "1", **spec.env}
+        if on_gpu and job.lane:
             env["CUDA_VISIBLE_DEVICES"] = job.lane.split(":", 1)[1]
-            self._run_pre_launch_hooks(job)
         command = [
             sys.executable,
             "-m",
@@ -347,7 +391,8 @@ class JobManager:
             popen = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, start_new_session=True
             )
-        (job.job_dir / "command.json").write_text(json.dumps({"command": spec.command, "cwd": str(spec.cwd)}))
+        launch = records.LaunchFile(spec.command, str(spec.cwd), job.lane, job.started_at, popen.pid)
+        records.write_launch(job.job_dir, launch)  # with job.json, what a rebuild of jobs.db needs to reattach
         progress = Progress(phase=Phase.STARTING, message="starting")
         self.store.update(job.id, supervisor_pid=popen.pid, progress=progress)
         self._watches[job.id] = Watch(parser=handler.make_parser(job), offset=0, popen=popen)
@@ -438,16 +483,27 @@ class JobManager:
             outcome.state, outcome.error.message if outcome.error else "failed"
         )
         progress = progress.model_copy(update={"phase": Phase.DONE, "message": message, "eta_seconds": None})
-        self.store.update(
+        finished_at = time.time()
+        if self.store.update(
             job.id,
             only_if_state=JobState.RUNNING,
             state=outcome.state.value,
-            finished_at=time.time(),
+            finished_at=finished_at,
             exit_code=returncode,
             error=outcome.error,
             outputs=outcome.outputs,
             progress=progress,
             log_offset=watch.offset if watch else job.log_offset,
-        )
+        ):
+            result = records.ResultFile(
+                state=outcome.state,
+                finished_at=finished_at,
+                exit_code=returncode,
+                error=outcome.error,
+                outputs=outcome.outputs,
+                progress=progress,
+                cancel_requested_at=job.cancel_requested_at,
+            )
+            records.write_result(job.job_dir, result)
         self._watches.pop(job.id, None)
         log.info("job %s ended: %s (rc=%s)", job.id, outcome.state.value, returncode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,4 +134,13 @@ def job_status(manager: Any, job: JobRecord) -> JobStatus:
     if job.kind == JobKind.TRAIN and job.state.final:
         status = status.model_copy(update={"training_result": training_result(job, outputs)})
     next_step = getattr(manager.handlers.get(job.kind), "next_steps", {}).get(job.state)
-    return status.model_copy(update={"next_step": next_step}) if next_step else status
+    if next_step:
+        status = status.model_copy(update={"next_step": next_step})
+    return redacted(status, manager.redact)
+
+
+def redacted(status: JobStatus, redact: Callable[[str], str]) -> JobStatus:
+    """The status with every text in it passed through `redact` (messages and errors come from the trainer's log)."""
+    text = status.model_dump_json()
+    clean = redact(text)
+    return status if clean == text else JobStatus.model_validate_json(clean)

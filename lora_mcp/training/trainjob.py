@@ -2,99 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lora_mcp.errors import InvalidInput, OperationFailed
-from lora_mcp.jobs.kinds import LaunchSpec, LogParser, Outcome
+from lora_mcp.fsutil import write_bytes_atomic
+from lora_mcp.jobs.kinds import LaunchRefused, LaunchSpec, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
-from lora_mcp.paths import confine, confine_existing_file
+from lora_mcp.secrets import trainer_env
 from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import collect_outputs
 from lora_mcp.training.logparse import AitkLogParser
+from lora_mcp.training.plan import ConfigPlan, plan_config, read_config_bytes
 
 CONFIG_COPY = "config.yaml"
 MIN_FREE_DISK_GB = 2.0
-
-
-@dataclass(frozen=True)
-class TrainPlan:
-    """What the server needs to know about an AI-Toolkit config to run and watch it."""
-
-    name: str
-    training_folder: Path
-    steps: int | None
-    dataset_folders: list[Path]
-    trigger_word: str | None
-    resolutions: list[int] | None
-
-    @property
-    def output_dir(self) -> Path:
-        return self.training_folder / self.name
-
-
-def read_plan(config_path: Path, settings: Settings) -> TrainPlan:
-    """Read the parts of an AI-Toolkit YAML this server relies on; every path must lie inside the roots."""
-    try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(
-            f"Cannot read the config {config_path}: {exc}",
-            hint="Call generate_training_config to write a valid one.",
-            field="config_path",
-        ) from exc
-
-    def need(*keys: str | int) -> Any:
-        value = data
-        for depth, key in enumerate(keys, 1):
-            try:
-                value = value[key]
-            except (KeyError, IndexError, TypeError):
-                value = None
-            if value is None or value == []:
-                where = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys[:depth]).lstrip(".")
-                raise InvalidInput(
-                    f"The config {config_path} has no {where}: it is not an AI-Toolkit job this server can run.",
-                    hint="It needs config.name, config.process[0].training_folder and "
-                    "config.process[0].datasets[].folder_path; call generate_training_config to write one.",
-                    field="config_path",
-                )
-        return value
-
-    process = ("config", "process", 0)
-    name = str(need("config", "name"))
-    training_folder = confine(need(*process, "training_folder"), settings.roots, what="training_folder")
-    datasets = need(*process, "datasets")
-    folders = [
-        confine(need(*process, "datasets", i, "folder_path"), settings.roots, what="datasets.folder_path")
-        for i in range(len(datasets) if isinstance(datasets, list) else 1)
-    ]
-    train = need(*process).get("train") or {}  # process[0] is a mapping: training_folder was found in it
-    try:
-        steps = int(train.get("steps") or 0) or None
-        resolutions = datasets[0].get("resolution") or None
-        resolutions = [int(r) for r in resolutions] if isinstance(resolutions, list) else None
-    except (AttributeError, TypeError, ValueError) as exc:
-        raise InvalidInput(
-            f"The config {config_path} has a malformed train.steps or datasets[0].resolution: {exc}",
-            hint="train.steps is a whole number and resolution a list of them; call generate_training_config.",
-            field="config_path",
-        ) from exc
-    return TrainPlan(
-        name=name,
-        training_folder=training_folder,
-        steps=steps,
-        dataset_folders=folders,
-        trigger_word=need(*process).get("trigger_word"),
-        resolutions=resolutions,
-    )
 
 
 def trainer_paths(settings: Settings) -> tuple[Path, Path]:
@@ -122,21 +49,30 @@ def check_trainer(settings: Settings) -> tuple[Path, Path]:
     return toolkit, python
 
 
-def preflight(config_path: Path, settings: Settings) -> TrainPlan:
-    """Everything that can be checked before a train job is queued. Raises with what to fix."""
+def preflight(plan: ConfigPlan, settings: Settings) -> None:
+    """Everything about the machine and the data that can be checked before a train job is queued.
+
+    Free GPU memory is not checked here: the job may wait in its lane, and the GPU hand-off (ComfyUI, Ollama)
+    runs only at launch. `TrainKind.launch_spec` checks it then.
+    """
+    from lora_mcp.dataset.factcache import facts_cache_for
     from lora_mcp.dataset.inspect import inspect_dataset
-    from lora_mcp.system import query_gpus
 
     check_trainer(settings)
-    plan = read_plan(config_path, settings)
-    for folder in plan.dataset_folders:
+    for folder, ext in zip(plan.dataset_folders, plan.caption_exts, strict=True):
         if not folder.is_dir():
             raise InvalidInput(
                 f"The dataset folder {folder} does not exist.",
                 field="datasets.folder_path",
                 hint="Fix folder_path in the config or regenerate it.",
             )
-        report = inspect_dataset(folder, trigger_word=plan.trigger_word, resolutions=plan.resolutions)
+        report = inspect_dataset(
+            folder,
+            trigger_word=plan.trigger_word,
+            resolutions=plan.resolutions,
+            caption_ext=ext,
+            facts_cache=facts_cache_for(settings),
+        )
         errors = [p for p in report.problems if p.severity == "error"]
         if errors:
             listing = "; ".join(f"{p.code}: {p.message}" for p in errors[:5])
@@ -152,52 +88,72 @@ def preflight(config_path: Path, settings: Settings) -> TrainPlan:
             f"Only {free_gb:.1f} GB free in {plan.training_folder}.",
             hint=f"Free at least {MIN_FREE_DISK_GB} GB (checkpoints and samples) and retry.",
         )
+
+
+def check_free_vram(plan: ConfigPlan, lane: str | None) -> None:
+    """Refuse to launch when the lane's GPU has less free memory than the config's estimate (after the hand-off)."""
+    from lora_mcp.system import query_gpus
+
+    if plan.estimated_vram_gb is None or not lane or not lane.startswith("gpu:"):
+        return
     gpus, _ = query_gpus()
-    estimate = estimated_vram_gb(config_path)
-    if gpus and estimate is not None:
-        wanted = [g for g in gpus if str(g.index) in settings.gpus] or gpus
-        best = max(g.memory_free_mb for g in wanted) / 1024
-        if best < estimate:
-            raise OperationFailed(
-                f"The config needs about {estimate:.0f} GB of GPU memory but the most free on a training GPU is "
-                f"{best:.1f} GB.",
-                hint="Close what holds GPU memory (ComfyUI, Ollama), or regenerate the config with a smaller vram_gb.",
+    index = lane.split(":", 1)[1]
+    gpu = next((g for g in gpus if str(g.index) == index), None)
+    if gpu is None:
+        return  # no nvidia-smi answer: the trainer itself will say what is wrong
+    free_gb = gpu.memory_free_mb / 1024
+    if free_gb < plan.estimated_vram_gb:
+        raise LaunchRefused(
+            JobError(
+                code="oom",
+                message=f"GPU {index} has {free_gb:.1f} GB free at launch, but the config needs about "
+                f"{plan.estimated_vram_gb:.0f} GB.",
+                hint="Close what holds GPU memory (ComfyUI, Ollama; LORA_MCP_FREE_COMFYUI_BEFORE_GPU_JOBS and "
+                "LORA_MCP_FREE_OLLAMA_BEFORE_GPU_JOBS do it before each job), or regenerate the config with a "
+                "smaller vram_gb; then resume_training.",
             )
-    return plan
+        )
 
 
-def estimated_vram_gb(config_path: Path) -> float | None:
-    """The estimate generate_training_config wrote into the config's header, if any."""
-    try:
-        head = config_path.read_text(encoding="utf-8")[:2000]
-    except OSError:
-        return None
-    for line in head.splitlines():
-        if line.startswith("#") and "estimated_vram_gb:" in line:
-            try:
-                return float(line.split("estimated_vram_gb:", 1)[1].split()[0])
-            except (ValueError, IndexError):
-                return None
-    return None
-
-
-def train_params(config_path: Path, plan: TrainPlan) -> dict[str, Any]:
+def train_params(plan: ConfigPlan, source: str) -> dict[str, Any]:
     """The job's params row: enough to relaunch and to find the outputs without reading the YAML again."""
     return {
-        "source_config": str(config_path),
+        "source_config": source,
+        "config_sha256": plan.sha256,
         "name": plan.name,
         "training_folder": str(plan.training_folder),
         "steps": plan.steps,
     }
 
 
-def copy_config(config_path: Path) -> Callable[[Path], None]:
-    """A `prepare` callback that freezes the config into the job directory."""
+def freeze_config(plan: ConfigPlan) -> Callable[[Path], None]:
+    """A `prepare` callback that writes the validated bytes into the job directory: the trainer runs that file."""
 
     def prepare(job_dir: Path) -> None:
-        shutil.copy2(config_path, job_dir / CONFIG_COPY)
+        write_bytes_atomic(job_dir / CONFIG_COPY, plan.raw)
 
     return prepare
+
+
+def frozen_plan(job: JobRecord, settings: Settings) -> ConfigPlan:
+    """The plan of a job's frozen config, checked again: the bytes must be those validated at submit."""
+    path = job.job_dir / CONFIG_COPY
+    raw = read_config_bytes(path)
+    expected = job.params.get("config_sha256")
+    if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+        raise InvalidInput(
+            f"The frozen config of job {job.id} changed after it was validated.",
+            hint="Start a new job with start_training.",
+            field="job_id",
+        )
+    plan = plan_config(raw, settings, source=str(path))
+    if plan.name != job.params.get("name") or str(plan.training_folder) != job.params.get("training_folder"):
+        raise InvalidInput(
+            f"The frozen config of job {job.id} does not match the job's record.",
+            hint="Start a new job with start_training.",
+            field="job_id",
+        )
+    return plan
 
 
 class TrainKind:
@@ -208,8 +164,16 @@ class TrainKind:
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec:
         toolkit, python = trainer_paths(settings)
-        config = confine_existing_file(job.job_dir / CONFIG_COPY, [job.job_dir], what="config copy")
-        return LaunchSpec(command=[str(python), "run.py", str(config)], cwd=toolkit)
+        # Checked again at launch: paths may have changed while the job waited (a symlink, a folder in
+        # AI-Toolkit's own tree), and the GPU hand-off has just run.
+        plan = frozen_plan(job, settings)
+        check_free_vram(plan, job.lane)
+        return LaunchSpec(
+            command=[str(python), "run.py", str(job.job_dir / CONFIG_COPY)],
+            cwd=toolkit,
+            env=trainer_env(settings.trainer_env_passthrough),
+            inherit_env=False,
+        )
 
     def make_parser(self, job: JobRecord) -> LogParser:
         return AitkLogParser(job_name=job.params["name"], total_steps=job.params.get("steps"))

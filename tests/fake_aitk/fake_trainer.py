@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -32,7 +33,8 @@ def load_job(config_file: str, name: str | None) -> FakeTrainer:
     path = Path(config_file)
     if not path.exists():
         raise ValueError(f"Could not find config file {config_file}")
-    raw = yaml.safe_load(path.read_text())
+    # Like toolkit/config.py: ${VAR} is replaced from the environment over the whole text, before parsing.
+    raw = yaml.safe_load(re.sub(r"\$\{([^}]+)\}", env_value, path.read_text(encoding="utf-8")))
     if "job" not in raw:
         raise ValueError("config file must have a job key")
     if "config" not in raw:
@@ -46,7 +48,20 @@ def load_job(config_file: str, name: str | None) -> FakeTrainer:
         raise ValueError('config file is invalid. Missing "config.process" key')
     process = processes[0]
     print(json.dumps(process, indent=4))
-    return FakeTrainer(raw, process, raw["config"]["name"])
+    if os.environ.get("FAKE_AITK_PRINT_ENV"):
+        for key, value in sorted(os.environ.items()):
+            print(f"env {key}={value}")
+    # BaseProcess: a process-level name overrides the job's.
+    return FakeTrainer(raw, process, process.get("name", raw["config"]["name"]))
+
+
+def env_value(match: re.Match[str]) -> str:
+    """AI-Toolkit's replacement: the variable's value, or an error when it is not set."""
+    value = os.environ.get(match.group(1))
+    if value is None:
+        name = match.group(1)
+        raise ValueError(f"Environment variable {name} not set. Please ensure it's defined before proceeding.")
+    return value
 
 
 def validate_configs(train: dict[str, Any]) -> None:

@@ -14,7 +14,11 @@ Environment knobs:
   FAKE_AITK_FAIL         oom_load | oom_steps | model_not_found | gated | missing_dep | config | disk_full | crash
                          | hang
   FAKE_AITK_FAIL_AT_STEP step at which oom_steps, disk_full, crash and hang strike (default: half the steps)
+  FAKE_AITK_PRINT_ENV    print the whole environment after the process config (to test what reaches a trainer)
   SEED                   makes losses, weights and sample images reproducible (default 0)
+
+Like AI-Toolkit's loader it replaces ${VAR} from the environment over the config's text before parsing, then
+[name]; the process-level `name` overrides config.name; the output folder is os.path.join(training_folder, name).
 """
 
 from __future__ import annotations

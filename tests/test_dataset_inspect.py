@@ -175,16 +175,45 @@ def test_buckets_for_target_resolutions(zoo: Path) -> None:
     assert "tiny.png" not in at_512.upscaled_files  # 64x64 fits a 64x64 bucket exactly
 
 
-def test_shared_images_are_ready_with_warnings(tmp_path: Path, shared_images: Path) -> None:
+def test_shared_images_without_any_caption_are_not_ready(tmp_path: Path, shared_images: Path) -> None:
     folder = tmp_path / "shared"
     shutil.copytree(shared_images, folder)
     report = inspect_dataset(folder)
-    assert report.ready_for_training
+    assert not report.ready_for_training
     assert report.image_count == report.usable_image_count == len(list(shared_images.iterdir()))
     assert report.captioned_count == 0
-    codes = {p.code for p in report.problems}
-    assert codes == {"caption_missing", "non_rgb", "too_small"}
+    assert by_code(report)[("caption_missing", "error")] == sorted(i.file for i in report.images)
+    assert {p.code for p in report.problems} == {"caption_missing", "non_rgb", "too_small"}
+    assert "caption_images" in report.problems[0].fix
     assert {i.file: i.mode for i in report.images}["camera.png"] == "L"
+
+
+def test_shared_images_with_one_caption_are_ready_with_warnings(tmp_path: Path, shared_images: Path) -> None:
+    folder = tmp_path / "shared"
+    shutil.copytree(shared_images, folder)
+    caption(folder / "rocket.txt", "a rocket on the pad")
+    report = inspect_dataset(folder)
+    assert report.ready_for_training
+    assert report.captioned_count == 1
+    missing = by_code(report)[("caption_missing", "warning")]
+    assert missing == sorted(i.file for i in report.images if i.file != "rocket.jpg")
+    assert {p.code for p in report.problems} == {"caption_missing", "non_rgb", "too_small"}
+
+
+def test_captions_only_on_unusable_images_do_not_count(tmp_path: Path) -> None:
+    for i in range(5):
+        save(picture(i), tmp_path / f"ok_{i}.png")
+    (tmp_path / "broken.png").write_text("not a picture")
+    caption(tmp_path / "broken.txt")
+    report = inspect_dataset(tmp_path)
+    assert by_code(report)[("caption_missing", "error")] == [f"ok_{i}.png" for i in range(5)]
+    empty_too = tmp_path / "empty_captions"
+    for i in range(5):
+        save(picture(i), empty_too / f"ok_{i}.png")
+    caption(empty_too / "ok_0.txt", " ")  # a caption file exists, though empty: a warning, as before
+    report = inspect_dataset(empty_too)
+    assert ("caption_missing", "warning") in by_code(report) and ("caption_empty", "warning") in by_code(report)
+    assert report.ready_for_training
 
 
 def test_png_claiming_a_size_over_the_limit_is_too_large_not_decoded(tmp_path: Path) -> None:
@@ -192,7 +221,7 @@ def test_png_claiming_a_size_over_the_limit_is_too_large_not_decoded(tmp_path: P
         save(picture(i), tmp_path / f"ok_{i}.png")
     png_header_only(tmp_path / "huge.png", 10_000, 10_000)  # 100 M px: over the limit, under twice it
     report = inspect_dataset(tmp_path)
-    assert by_code(report) == {("caption_missing", "warning"): sorted(i.file for i in report.images),
+    assert by_code(report) == {("caption_missing", "error"): sorted(i.file for i in report.images),
                                ("too_large", "error"): ["huge.png"]}  # fmt: skip
     assert "10000x10000" in report.problems[0].message
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lora_mcp.dataset.images import THUMB_SIDE, ImageFacts
+from lora_mcp.dataset.facts import THUMB_SIDE, ImageFacts
 
 DHASH_MAX_BITS = 8
 THUMB_MAX_MEAN = 6.0

@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import PIL
+from PIL import Image, ImageFile, UnidentifiedImageError
 
+from lora_mcp.dataset.facts import THUMB_SIDE, DecodeFailure, ImageFacts
 from lora_mcp.dataset.problems import HIGH_BIT_MODES
 
-THUMB_SIDE = 9
+DECODER_VERSION = 1
+"""Bump when decode_image returns something else for the same bytes: cached facts (factcache) depend on it."""
+
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -33,28 +35,6 @@ _TRANSPOSE = {
 """EXIF orientation -> the transpose that shows the picture upright (as PIL.ImageOps.exif_transpose does)."""
 
 
-@dataclass(frozen=True)
-class ImageFacts:
-    """What a fully decoded image looks like. width/height are as trained: after the EXIF rotation."""
-
-    width: int
-    height: int
-    format: str
-    mode: str
-    exif_orientation: int | None
-    sha256: str
-    thumb: bytes
-    """THUMB_SIDE x THUMB_SIDE RGB pixels, row-major (243 bytes)."""
-
-
-@dataclass(frozen=True)
-class DecodeFailure:
-    """Why an image could not be decoded."""
-
-    kind: Literal["empty", "too_large", "corrupt"]
-    detail: str
-
-
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in chunks."""
     with path.open("rb") as fh:
@@ -64,6 +44,12 @@ def file_sha256(path: Path) -> str:
 def pixel_limit() -> int | None:
     """Pillow's decompression-bomb limit as configured now (None when someone disabled it)."""
     return Image.MAX_IMAGE_PIXELS
+
+
+def decoder_signature() -> str:
+    """What decode_image's result depends on besides the file's bytes; facts cached under another are not reused."""
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
+    return f"decode_image {DECODER_VERSION}, Pillow {PIL.__version__}, limit {pixel_limit()}, truncated {truncated}"
 
 
 def decode_image(path: Path) -> ImageFacts | DecodeFailure:

@@ -22,7 +22,9 @@ from lora_mcp.dataset.captions import (
     read_caption,
 )
 from lora_mcp.dataset.duplicates import find_duplicates
-from lora_mcp.dataset.images import DecodeFailure, ImageFacts, decode_image, pixel_limit
+from lora_mcp.dataset.factcache import FactsCache, FolderFacts
+from lora_mcp.dataset.facts import DecodeFailure, ImageFacts
+from lora_mcp.dataset.images import decode_image, decoder_signature, pixel_limit
 from lora_mcp.dataset.models import DatasetReport, ImageInfo
 from lora_mcp.dataset.problems import Problem, ProblemCode, Severity
 from lora_mcp.dataset.progress import ThrottledProgress
@@ -49,8 +51,13 @@ def inspect_dataset(
     resolutions: list[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     caption_ext: str = DEFAULT_CAPTION_EXT,
+    facts_cache: FactsCache | None = None,
 ) -> DatasetReport:
-    """Read-only check of a training folder: decodes every image and lists problems with fixes."""
+    """Read-only check of a training folder: decodes every image and lists problems with fixes.
+
+    With `facts_cache`, an image whose size, mtime, inode and ctime are unchanged is not decoded again; the report
+    is the same either way.
+    """
     if not folder.is_dir():
         raise NotFound(f"{folder} is not an existing folder.", hint="Pass the folder that holds the images.")
     targets = _check_resolutions(resolutions)
@@ -58,6 +65,7 @@ def inspect_dataset(
     trigger = trigger_word.strip() if trigger_word and trigger_word.strip() else None
 
     inventory = scan_folder(folder, ext)
+    cached = facts_cache.open(folder, decoder_signature()) if facts_cache is not None else None
     meter = ThrottledProgress(progress, len(inventory.images))
     meter.start()
     captions: dict[str, CaptionRead] = {}
@@ -67,9 +75,12 @@ def inspect_dataset(
         cap_rel = _caption_rel(rel, ext)
         if cap_rel not in captions:
             captions[cap_rel] = read_caption(folder / cap_rel, trigger)
-        entries.append(_Entry(rel, _file_size(path), decode_image(path), cap_rel, captions[cap_rel]))
+        size, result = _decode(path, rel, cached)
+        entries.append(_Entry(rel, size, result, cap_rel, captions[cap_rel]))
         meter.update(done)
     meter.update(len(inventory.images))
+    if cached is not None:
+        cached.save()
 
     used = {_caption_rel(rel, ext) for rel in [*inventory.images, *inventory.unsupported]}
     orphans = [c for c in inventory.captions if c not in used]
@@ -106,11 +117,18 @@ def _check_resolutions(resolutions: Sequence[int] | None) -> list[int]:
     return sorted(set(resolutions))
 
 
-def _file_size(path: Path) -> int:
+def _decode(path: Path, rel: str, cached: FolderFacts | None) -> tuple[int, ImageFacts | DecodeFailure]:
+    """The file's size and decode result, from the cache when its stat (taken before decoding) still matches."""
     try:
-        return path.stat().st_size
+        st = path.stat()
     except OSError:  # vanished since the scan; decode_image reports it
-        return 0
+        return 0, decode_image(path)
+    result = cached.get(rel, st) if cached is not None else None
+    if result is None:
+        result = decode_image(path)
+        if cached is not None:
+            cached.put(rel, st, result)
+    return st.st_size, result
 
 
 def _caption_rel(image_rel: str, ext: str) -> str:
@@ -192,8 +210,10 @@ def _caption_problems(entries: Sequence[_Entry], caption_ext: str, trigger: str 
     found += [P.name_collision(cap, images) for cap, images in sorted(by_caption.items()) if len(images) > 1]
     reads = {e.caption_file: e.caption for e in entries}
     missing = [e.file for e in entries if e.caption.status is CaptionStatus.MISSING]
+    usable = [e for e in entries if isinstance(e.result, ImageFacts)]
+    none_captioned = bool(usable) and all(e.caption.status is CaptionStatus.MISSING for e in usable)
     if missing:
-        found.append(P.caption_missing(missing, caption_ext))
+        found.append(P.caption_missing(missing, caption_ext, none_captioned=none_captioned))
     empty = [c for c, r in reads.items() if r.status is CaptionStatus.EMPTY]
     if empty:
         found.append(P.caption_empty(empty))

@@ -5,12 +5,14 @@ Severity follows what AI-Toolkit does with the file (toolkit/data_loader.py, too
 - error: training would crash, silently skip the picture, or learn from damaged pixels. `corrupt_image`,
   `empty_file` and `too_large` (Pillow refuses or the loader errors), `unsupported_format` (the loader skips it),
   `name_collision` (one caption describes two pictures), `caption_not_utf8` (AI-Toolkit opens captions as UTF-8 and
-  fails), `non_rgb` for 16/32-bit modes (converting them to RGB clips nearly every pixel to white), and
-  `too_few_images` when no picture is usable.
-- warning: training runs and the result may suffer. `caption_missing`/`caption_empty` (AI-Toolkit falls back to its
-  default caption and trigger word), `trigger_missing` (AI-Toolkit prepends the trigger word), `exif_rotated`
-  (AI-Toolkit applies the EXIF rotation, other tools may not), other `non_rgb` modes (converted on load, alpha and
-  CMYK colours suffer), `too_small`, `duplicate_image`, `orphan_caption`, and `too_few_images` below 5.
+  fails), `non_rgb` for 16/32-bit modes (converting them to RGB clips nearly every pixel to white),
+  `too_few_images` when no picture is usable, and `caption_missing` when no usable picture has a caption file (the
+  LoRA would learn from the default caption alone; like the original service, a caption per image is required).
+- warning: training runs and the result may suffer. `caption_missing` for some pictures and `caption_empty`
+  (AI-Toolkit falls back to its default caption and trigger word), `trigger_missing` (AI-Toolkit prepends the
+  trigger word), `exif_rotated` (AI-Toolkit applies the EXIF rotation, other tools may not), other `non_rgb` modes
+  (converted on load, alpha and CMYK colours suffer), `too_small`, `duplicate_image`, `orphan_caption`, and
+  `too_few_images` below 5.
 """
 
 from __future__ import annotations
@@ -182,8 +184,18 @@ def non_rgb(mode: str, files: Sequence[str]) -> Problem:
     )
 
 
-def caption_missing(files: Sequence[str], caption_ext: str) -> Problem:
-    """Images without a caption file; AI-Toolkit falls back to its default caption."""
+def caption_missing(files: Sequence[str], caption_ext: str, *, none_captioned: bool = False) -> Problem:
+    """Images without a caption file; an error when no usable image has one, a warning otherwise."""
+    if none_captioned:
+        return _problem(
+            ProblemCode.CAPTION_MISSING,
+            Severity.ERROR,
+            files,
+            f"None of the usable images has a .{caption_ext} caption ({name_files(sorted(files))} lack one); "
+            "AI-Toolkit would train every step on the default caption or trigger word alone.",
+            f"Run caption_images on this folder and wait_for_job until it ends, or write a <name>.{caption_ext} file "
+            "beside each image; then inspect again.",
+        )
     return _problem(
         ProblemCode.CAPTION_MISSING,
         Severity.WARNING,

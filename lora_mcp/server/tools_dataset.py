@@ -34,11 +34,20 @@ def register(server: MCPServer, state: AppState) -> None:
         ] = None,
     ) -> DatasetReport:
         """Read-only check of a training folder: decodes every image and lists problems with fixes."""
+        from lora_mcp.dataset.factcache import facts_cache_for
         from lora_mcp.dataset.inspect import inspect_dataset
 
         path = confine_existing_dir(folder, state.settings.roots)
 
         progress = thread_progress(ctx, "decoded")
+        cache = facts_cache_for(state.settings)
         return await anyio.to_thread.run_sync(
-            partial(inspect_dataset, path, trigger_word=trigger_word, resolutions=resolutions, progress=progress)
+            partial(
+                inspect_dataset,
+                path,
+                trigger_word=trigger_word,
+                resolutions=resolutions,
+                progress=progress,
+                facts_cache=cache,
+            )
         )

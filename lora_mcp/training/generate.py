@@ -98,7 +98,10 @@ def _local_model(raw: str | None, settings: Settings, what: str, *, file_only: b
     return str(path)
 
 
-def _inspect(config: LoRATrainingConfig, folder: Path, resolutions: list[int], progress: Progress | None) -> list[str]:
+def _inspect(
+    config: LoRATrainingConfig, folder: Path, resolutions: list[int], progress: Progress | None, settings: Settings
+) -> list[str]:
+    from lora_mcp.dataset.factcache import facts_cache_for
     from lora_mcp.dataset.inspect import inspect_dataset
 
     report = inspect_dataset(
@@ -107,6 +110,7 @@ def _inspect(config: LoRATrainingConfig, folder: Path, resolutions: list[int], p
         resolutions=resolutions,
         progress=progress,
         caption_ext=config.caption_ext.lstrip("."),
+        facts_cache=facts_cache_for(settings),
     )
     errors = [p for p in report.problems if p.severity == "error"]
     if errors:
@@ -178,7 +182,7 @@ def plan_training(
         normalize_resolutions(config.resolutions) if config.resolutions else (tier.resolutions, [])
     )
     warnings += res_warnings + _fit_warnings(tier, resolutions, vram_gb)
-    warnings += _inspect(config, paths.dataset_folder, resolutions, progress)
+    warnings += _inspect(config, paths.dataset_folder, resolutions, progress, settings)
     plan = make_plan(config, tier, paths, resolutions)
     if plan.estimate.total_gb > vram_gb:
         warnings.append(

@@ -422,3 +422,17 @@ def test_property_an_accepted_plan_writes_only_inside_the_roots(
     )
     assert Path(save_root).is_relative_to(os.path.realpath(root)), (name, process_name, folder, save_root)
     assert Path(save_root) == plan.output_dir
+
+
+def test_a_symlink_in_the_dataset_leading_out_is_refused(fake: tuple[Settings, Path], tmp_path: Path) -> None:
+    """AI-Toolkit walks the dataset and reads symlinked files too; inspection skips them, the trainer would not."""
+    settings, config = fake
+    secret = tmp_path / "private.png"
+    secret.write_bytes(next(p for p in (settings.roots[0] / "dataset").iterdir() if p.suffix == ".png").read_bytes())
+    (settings.roots[0] / "dataset" / "zz_link.png").symlink_to(secret)
+    with pytest.raises(PathNotAllowed, match=r"zz_link\.png"):
+        start_training(new_manager(settings), str(config))
+    (settings.roots[0] / "dataset" / "zz_link.png").unlink()
+    (settings.roots[0] / "dataset" / "zz_inside.txt").symlink_to(settings.roots[0] / "dataset" / "zz_other.txt")
+    (settings.roots[0] / "dataset" / "zz_other.txt").write_text("a caption")
+    assert start_training(new_manager(settings), str(config)).job_id, "a link that stays inside is fine"

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lora_mcp.errors import InvalidInput, OperationFailed
+from lora_mcp.errors import InvalidInput, LoraMcpError, OperationFailed, PathNotAllowed
 from lora_mcp.fsutil import write_bytes_atomic
 from lora_mcp.jobs.kinds import LaunchRefused, LaunchSpec, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
+from lora_mcp.paths import confine
 from lora_mcp.secrets import trainer_env
 from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import collect_outputs
@@ -66,6 +68,7 @@ def preflight(plan: ConfigPlan, settings: Settings) -> None:
                 field="datasets.folder_path",
                 hint="Fix folder_path in the config or regenerate it.",
             )
+        refuse_links_out(folder, settings)
         report = inspect_dataset(
             folder,
             trigger_word=plan.trigger_word,
@@ -88,6 +91,23 @@ def preflight(plan: ConfigPlan, settings: Settings) -> None:
             f"Only {free_gb:.1f} GB free in {plan.training_folder}.",
             hint=f"Free at least {MIN_FREE_DISK_GB} GB (checkpoints and samples) and retry.",
         )
+
+
+def refuse_links_out(folder: Path, settings: Settings) -> None:
+    """AI-Toolkit reads every file of a dataset folder, symlinks included: none may lead outside the roots."""
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                try:
+                    confine(path, settings.roots, what="dataset file")
+                except LoraMcpError as exc:
+                    raise PathNotAllowed(
+                        f"The dataset {folder} holds {path.relative_to(folder)}, a symlink that the trainer would "
+                        f"follow outside the allowed roots ({os.path.realpath(path)}).",
+                        hint="Replace the link with a copy of the file, or remove it.",
+                        field="datasets.folder_path",
+                    ) from exc
 
 
 def check_free_vram(plan: ConfigPlan, lane: str | None) -> None:

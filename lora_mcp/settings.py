@@ -72,7 +72,8 @@ class Settings(BaseSettings):
 
     http_session_idle_seconds: float = Field(default=1800.0, gt=0, allow_inf_nan=False)
     """Seconds a streamable-HTTP session may go without a request in flight (an open GET stream counts) before the
-    server forgets it and frees its memory; the client then gets 404 "Session not found" and initializes again."""
+    server drops it (its memory goes back to the pool new sessions use); the client then gets 404 "Session not
+    found" and initializes again."""
 
     gpus: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["0"])
     """GPU indices that get a training lane each (comma-separated)."""

@@ -1,7 +1,13 @@
 """The HTTP face of the server (streamable HTTP or SSE): bearer-token auth, DNS-rebinding protection, /healthz.
 
-Layers, outermost first: `BearerTokenMiddleware` (when a token is set; /healthz stays open for probes), then the
-SDK's app, whose transport checks the Host and Origin headers against `transport_security_for(...)`.
+Layers, outermost first: `BearerTokenMiddleware` (when a token is set; /healthz stays open for probes), then
+`HostCaseMiddleware` (Host and Origin lower-cased), then the SDK's app, whose transport checks those headers against
+`transport_security_for(...)`.
+
+Sessions: the SDK's streamable-HTTP session manager forgets a session once no request has been in flight for
+`session_idle_timeout` (an open GET stream counts as one); we pass it the `http_session_idle_seconds` setting, and
+/healthz reports how many sessions are open. An SSE session lives exactly as long as its GET /sse stream, so a client
+that goes away takes its session with it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lora_mcp import __version__
 from lora_mcp.errors import InvalidInput
+from lora_mcp.settings import get_settings
 
 HttpTransport = Literal["sse", "streamable-http"]
 HEALTH_PATH = "/healthz"
@@ -84,8 +91,38 @@ class BearerTokenMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+class HostCaseMiddleware:
+    """Pure ASGI middleware: lower-case the Host and Origin headers, since host names are case-insensitive (RFC 9110).
+
+    The SDK compares them case-sensitively, so without this `Host: LOCALHOST:8765` would get 421 on loopback.
+    """
+
+    LOWERED = (b"host", b"origin")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = [(n, v.lower() if n in self.LOWERED else v) for n, v in scope.get("headers") or []]
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)
+
+
+def open_sessions(server: MCPServer) -> int | None:
+    """How many streamable-HTTP sessions the SDK holds now; None before its app exists (or on SSE)."""
+    try:
+        manager = server.session_manager
+    except RuntimeError:  # streamable_http_app() was never called: an SSE server
+        return None
+    sessions = getattr(manager, "_server_instances", None)  # the SDK's own table; no public count in mcp 2.3
+    return len(sessions) if sessions is not None else None
+
+
 def transport_security_for(host: str, allowed_hosts: list[str]) -> TransportSecuritySettings:
     """Host/Origin checks: loopback names (plus `allowed_hosts`) on loopback; off loopback `allowed_hosts` if given."""
+    # Compared with the lower-cased headers (HostCaseMiddleware), so spelled in lower case too.
+    host, allowed_hosts = host.lower(), [h.lower() for h in allowed_hosts]
     if is_loopback(host):
         # The SDK only turns this on for three spellings of loopback; spell it out so 127.0.0.2 or [::1] get it too.
         hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
@@ -117,19 +154,29 @@ def build_http_app(
     host: str,
     token: str | None,
     allowed_hosts: list[str] | None = None,
+    session_idle_seconds: float | None = None,
 ) -> ASGIApp:
-    """The ASGI app for `transport`, with /healthz and (when a token is set) bearer auth around everything else."""
+    """The ASGI app for `transport`, with /healthz and (when a token is set) bearer auth around everything else.
+
+    `session_idle_seconds` defaults to the `http_session_idle_seconds` setting.
+    """
     check_bind(host, token)
+    if session_idle_seconds is None:
+        session_idle_seconds = get_settings().http_session_idle_seconds
 
     @server.custom_route(HEALTH_PATH, methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "server": "lora-mcp", "version": __version__, "transport": transport})
+        body = {"status": "ok", "server": "lora-mcp", "version": __version__, "transport": transport}
+        return JSONResponse({**body, "sessions": open_sessions(server)})
 
     security = transport_security_for(host, allowed_hosts or [])
     if transport == "sse":
         app: ASGIApp = server.sse_app(transport_security=security, host=host)
     else:
-        app = server.streamable_http_app(transport_security=security, host=host)
+        app = server.streamable_http_app(
+            transport_security=security, host=host, session_idle_timeout=session_idle_seconds
+        )
+    app = HostCaseMiddleware(app)
     return BearerTokenMiddleware(app, token) if token else app
 
 
@@ -150,10 +197,18 @@ def serve_http(
     port: int,
     token: str | None,
     allowed_hosts: list[str] | None = None,
+    session_idle_seconds: float | None = None,
     log_level: str = "info",
 ) -> None:
     """Run the HTTP server until interrupted."""
     import uvicorn
 
-    app = build_http_app(server, transport, host=host, token=token, allowed_hosts=allowed_hosts)
+    app = build_http_app(
+        server,
+        transport,
+        host=host,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        session_idle_seconds=session_idle_seconds,
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on")

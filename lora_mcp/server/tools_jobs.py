@@ -157,8 +157,9 @@ def register(server: MCPServer, app: AppState) -> None:
 
     @server.resource("lora://jobs/{job_id}/log", mime_type="text/plain")
     def job_log_resource(job_id: str) -> str:
-        """A job's whole log."""
-        return read_job_file(app, job_id, "log.txt")
+        """A job's log: the whole of a small one, else its last MiB; secrets redacted."""
+        text = read_job_file(app, job_id, "log.txt", hint=" Call job_logs(job_id, tail=N) to read it by lines.")
+        return app.manager.redact(text)
 
     @server.resource("lora://jobs/{job_id}/config", mime_type="application/yaml")
     def job_config_resource(job_id: str) -> str:
@@ -166,8 +167,15 @@ def register(server: MCPServer, app: AppState) -> None:
         return read_job_file(app, job_id, "config.yaml")
 
 
-def read_job_file(app: AppState, job_id: str, name: str) -> str:
-    """A file of a job's directory as text, or a resource-not-found error."""
+RESOURCE_MAX_BYTES = 1024 * 1024
+"""The most of a job file a resource returns: its end, so a long log costs the server and the client little."""
+
+
+def read_job_file(app: AppState, job_id: str, name: str, *, hint: str = "") -> str:
+    """A file of a job's directory as text (a bigger one's last RESOURCE_MAX_BYTES), or a resource-not-found error.
+
+    A tail starts after the first line break in its window and opens with a line saying what it is, then `hint`.
+    """
     try:
         job = app.manager.get(job_id)
     except LoraMcpError as exc:
@@ -175,4 +183,19 @@ def read_job_file(app: AppState, job_id: str, name: str) -> str:
     path = job.job_dir / name
     if not path.is_file():
         raise ResourceNotFoundError(f"Job {job_id} has no {name}.")
-    return path.read_text("utf-8", "replace")
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size <= RESOURCE_MAX_BYTES:
+            return fh.read(RESOURCE_MAX_BYTES).decode("utf-8", "replace")
+        fh.seek(size - RESOURCE_MAX_BYTES - 1)  # one byte more: is the window's first byte a line start?
+        data = fh.read(RESOURCE_MAX_BYTES + 1)
+    # Drop the partial first line; a window of carriage-return repaints (a progress bar) may hold no newline.
+    start = "from a line start"
+    for separator in (b"\n", b"\r"):
+        if (cut := data.find(separator)) != -1:
+            data = data[cut + 1 :]
+            break
+    else:
+        data, start = data[1:], "cut mid-line (no line break in it)"
+    header = f"[Tail of {name}: the last {len(data):,} of {size:,} bytes, {start}.{hint}]\n"
+    return header + data.decode("utf-8", "replace")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
 from test_review_apply import make_review
 from training_fixtures import TRIGGER, make_dataset
+from unprivileged import unprivileged_server
 
 from lora_mcp.server.app import build_server
 from lora_mcp.server.errors import os_error_text, tool_errors
@@ -27,18 +27,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _mode_0_is_readable() -> bool:
-    """True for root with CAP_DAC_OVERRIDE (permission tests cannot fail there); False for other users."""
-    with tempfile.NamedTemporaryFile() as probe:
-        os.chmod(probe.name, 0)
-        try:
-            open(probe.name, "rb").close()
-        except PermissionError:
-            return False
-        return True
-
-
-needs_permissions = pytest.mark.skipif(_mode_0_is_readable(), reason="this user reads files whatever their mode")
+def server_env(settings: Settings) -> dict[str, str]:
+    """A stdio server's environment: this test's state dir and roots."""
+    roots = os.pathsep.join(map(str, settings.roots))
+    return {**os.environ, "LORA_MCP_HOME": str(settings.home), "LORA_MCP_ROOTS": roots}
 
 
 def error_text(result: object) -> str:
@@ -93,24 +85,22 @@ async def test_generate_config_onto_a_folder_named_like_the_config(
     assert blocker.is_dir() and not list(blocker.iterdir())
 
 
-@needs_permissions
 async def test_unreadable_caption_through_apply(settings: Settings, root: Path) -> None:
     folder, review = make_review(root)
     (folder / "a.txt").chmod(0)
     try:
-        async with Client(build_server(settings), mode="legacy") as client:
+        async with Client(unprivileged_server(server_env(settings)), mode="legacy") as client:
             text = error_text(await client.call_tool("apply_caption_review", {"review_file": str(review)}))
     finally:
         (folder / "a.txt").chmod(0o644)
     assert "EACCES" in text and str(folder / "a.txt") in text and "permissions" in text
 
 
-@needs_permissions
 async def test_unreadable_review_file(settings: Settings, root: Path) -> None:
     _, review = make_review(root)
     review.chmod(0)
     try:
-        async with Client(build_server(settings), mode="legacy") as client:
+        async with Client(unprivileged_server(server_env(settings)), mode="legacy") as client:
             text = error_text(await client.call_tool("apply_caption_review", {"review_file": str(review)}))
     finally:
         review.chmod(0o644)

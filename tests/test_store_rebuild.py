@@ -22,6 +22,7 @@ from jobs_fixtures import new_manager, use_fake_aitk, wait_final, wait_until, wr
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from test_jobs_mcp import follow, parent_pid
+from unprivileged import unprivileged
 
 from lora_mcp.errors import StoreUnavailable
 from lora_mcp.jobs import records
@@ -294,13 +295,12 @@ def test_serve_stops_with_one_clear_line_when_jobs_db_is_a_folder(settings: Sett
     assert "LORA_MCP_HOME" in proc.stderr and settings.db_path.is_dir(), "a folder is never moved aside"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_serve_stops_with_one_clear_line_when_the_state_dir_is_read_only(settings: Settings) -> None:
     settings.ensure_dirs()
     settings.home.chmod(0o555)
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "lora_mcp", "serve"],
+            unprivileged([sys.executable, "-m", "lora_mcp", "serve"]),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import math
+from pathlib import Path
+from typing import Any
+
 from lora_mcp.dataset.models import DatasetReport
 from lora_mcp.dataset.problems import Severity, name_files
 from lora_mcp.system import SystemReport
@@ -56,3 +61,67 @@ def render_dataset_report(report: DatasetReport) -> str:
     if report.ignored_files:
         lines += ["", f"Not training files ({len(report.ignored_files)}): {name_files(report.ignored_files)}"]
     return "\n".join(lines)
+
+
+SHEET_MAX_BYTES = 750_000
+"""Largest contact sheet (JPEG bytes): base64 in an MCP image part makes it at most ~1 MB."""
+
+
+def labelled_sheet(tiles: list[tuple[Path | None, str]], *, max_bytes: int = SHEET_MAX_BYTES) -> bytes | None:
+    """A JPEG grid of pictures, each shrunk into a square tile with its label under it, at most `max_bytes`.
+
+    A tile whose path is None, or whose file cannot be decoded, is drawn grey with "no preview". Pillow is imported
+    here, not at start-up. Quality drops first, then the tiles shrink, until the sheet fits.
+    """
+    if not tiles:
+        return None
+    columns = math.ceil(math.sqrt(len(tiles)))
+    thumbs = [_thumbnail(path, 256) for path, _ in tiles]
+    for side in (max(128, min(256, 1536 // columns)), 160, 128, 96, 64):
+        for quality in (85, 70, 55, 40):
+            data = _draw_sheet(thumbs, [label for _, label in tiles], columns, side, quality)
+            if len(data) <= max_bytes:
+                return data
+    return data
+
+
+def _thumbnail(path: Path | None, side: int) -> Any:
+    """An RGB picture (EXIF-rotated, as trained) no larger than side x side; None when it cannot be read."""
+    from PIL import Image, ImageOps
+
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (side, side))  # JPEG: decode at 1/2-1/8 scale, far faster for big photos
+            thumb = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    thumb.thumbnail((side, side))
+    return thumb
+
+
+def _draw_sheet(thumbs: list[Any], labels: list[str], columns: int, side: int, quality: int) -> bytes:
+    from PIL import Image, ImageDraw, ImageFont
+
+    label_h = 16
+    rows = math.ceil(len(thumbs) / columns)
+    cols = min(columns, len(thumbs))
+    sheet = Image.new("RGB", (cols * side, rows * (side + label_h)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=11)
+    for i, (thumb, label) in enumerate(zip(thumbs, labels, strict=True)):
+        x, y = (i % columns) * side, (i // columns) * (side + label_h)
+        if thumb is None:
+            draw.rectangle((x + 2, y + 2, x + side - 3, y + side - 3), fill=(200, 200, 200))
+            draw.text((x + 8, y + side // 2), "no preview", fill="black", font=font)
+        else:
+            small = thumb.copy()
+            small.thumbnail((side - 4, side - 4))  # a white gap keeps neighbouring pictures apart
+            sheet.paste(small, (x + (side - small.width) // 2, y + (side - small.height) // 2))
+        while label and draw.textlength(label, font=font) > side - 4:
+            label = label[:-2] + "…"
+        draw.text((x + 2, y + side + 2), label, fill="black", font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

@@ -1,4 +1,5 @@
-"""Tool adapters: review_captions (a job) and apply_caption_review. pydantic-ai/LangGraph run in the worker only."""
+"""Tool adapters: review_captions (a job), get_caption_review, decide_captions and apply_caption_review.
+pydantic-ai/LangGraph run in the worker only."""
 
 from __future__ import annotations
 
@@ -7,17 +8,28 @@ from typing import Annotated, Literal
 
 import anyio.to_thread
 from mcp.server import MCPServer
+from mcp_types import CallToolResult
 from pydantic import Field
 
-from lora_mcp.dataset.captions import normalize_caption_ext
 from lora_mcp.jobs.status import JobStatus
 from lora_mcp.paths import confine_existing_dir, confine_existing_file
 from lora_mcp.review.apply import ApplyResult, apply_review
+from lora_mcp.review.decide import (
+    CaptionDecision,
+    DecideResult,
+    ReviewPage,
+    StatusFilter,
+    record_decisions,
+    review_page,
+)
 from lora_mcp.review.models import LoraType, Style
 from lora_mcp.review.params import ReviewParams
 from lora_mcp.review.service import start_review
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
+from lora_mcp.server.tools_dataset import Page, PageSize, with_sheet
+
+ReviewFile = Annotated[str, Field(description="outputs.details.review_file of a review job.")]
 
 
 def register(server: MCPServer, app: AppState) -> None:
@@ -43,23 +55,23 @@ def register(server: MCPServer, app: AppState) -> None:
     ) -> JobStatus:
         """Review captions (rules + LLM) as a job; never changes a caption. Follow with wait_for_job; outputs.details
         holds review_file and a summary. Same arguments after a failed/cancelled review resume it."""
-        path = confine_existing_dir(folder, app.settings.roots)
-        params = ReviewParams(
-            folder=str(path),
-            trigger_word=trigger_word.strip(),
+        params = ReviewParams.request(
+            app.settings,
+            folder=str(confine_existing_dir(folder, app.settings.roots)),
+            trigger_word=trigger_word,
             style=style,
             lora_type=lora_type,
             use_images=use_images,
-            model=model or app.settings.review_model,
-            caption_ext=normalize_caption_ext(caption_ext),
-            banned_words=banned_words or [],
+            model=model,
+            caption_ext=caption_ext,
+            banned_words=banned_words,
         )
         return await anyio.to_thread.run_sync(partial(start_review, app.manager, params))
 
     @server.tool()
     @tool_errors
     async def apply_caption_review(
-        review_file: Annotated[str, Field(description="outputs.details.review_file of a review job.")],
+        review_file: ReviewFile,
         approve: Annotated[
             Literal["all", "decided"] | list[str],
             Field(
@@ -71,3 +83,30 @@ def register(server: MCPServer, app: AppState) -> None:
         """Write approved/edited captions from a review; old ones go to a backup folder, changed ones are conflicts."""
         path = confine_existing_file(review_file, app.settings.roots, what="review_file")
         return await anyio.to_thread.run_sync(partial(apply_review, path, approve, app.settings.roots))
+
+    @server.tool()
+    @tool_errors
+    async def get_caption_review(
+        review_file: ReviewFile,
+        page: Page = 1,
+        page_size: PageSize = 16,
+        status: Annotated[
+            StatusFilter | None,
+            Field(description="Only items with this decision; undecided = pending, decided = the other three."),
+        ] = None,
+    ) -> Annotated[CallToolResult, ReviewPage]:
+        """A page of a review: each image's caption, suggestion, issues and decision, with a numbered contact sheet."""
+        path = confine_existing_file(review_file, app.settings.roots, what="review_file")
+        page_of = partial(review_page, path, app.settings.roots, page, page_size, status)
+        result, sheet = await anyio.to_thread.run_sync(page_of)
+        return with_sheet(result, sheet)
+
+    @server.tool()
+    @tool_errors
+    async def decide_captions(
+        review_file: ReviewFile,
+        decisions: Annotated[list[CaptionDecision], Field(min_length=1, description="One decision per image.")],
+    ) -> DecideResult:
+        """Record approve/reject/edit decisions in a review file, all or none; then call apply_caption_review."""
+        path = confine_existing_file(review_file, app.settings.roots, what="review_file")
+        return await anyio.to_thread.run_sync(partial(record_decisions, path, decisions))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from mcp.server import MCPServer
 
 from lora_mcp import __version__
@@ -27,7 +28,9 @@ Typical flow: system_check -> inspect_dataset(folder) -> fix what it reports -> 
 missing -> review_captions, then apply_caption_review once the review file's decisions are set ->
 generate_training_config -> start_training -> wait_for_job (call again until the job ends) -> get_job for the LoRA
 and samples -> export_lora to hand it to ComfyUI. Captioning, review and training are jobs: each returns a job id at
-once; follow it with wait_for_job. Every path must lie inside the configured roots (system_check lists them)."""
+once; follow it with wait_for_job. Every path must lie inside the configured roots (system_check lists them).
+Without file tools: view_dataset shows the images, set_caption fixes one caption, and get_caption_review +
+decide_captions read and decide a review."""
 
 
 @dataclass
@@ -35,6 +38,8 @@ class AppState:
     """What every tool adapter needs; built once per server."""
 
     settings: Settings
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    """Tasks run while a session is open (the job watcher); they must not raise. Tool modules add them."""
     _users: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,11 +78,28 @@ def lifespan_for(state: AppState) -> Any:
     async def lifespan(_server: MCPServer) -> AsyncIterator[AppState]:
         state.acquire()
         try:
-            yield state
+            async with in_background(state.background):
+                yield state
         finally:
             state.release()
 
     return lifespan
+
+
+@asynccontextmanager
+async def in_background(tasks: list[Callable[[], Coroutine[Any, Any, None]]]) -> AsyncIterator[None]:
+    """Run `tasks` while the block runs; the block's own exception leaves unchanged (not in an ExceptionGroup)."""
+    error: BaseException | None = None
+    async with anyio.create_task_group() as group:
+        for task in tasks:
+            group.start_soon(task)
+        try:
+            yield
+        except BaseException as exc:  # re-raised outside the group, which would wrap it
+            error = exc
+        group.cancel_scope.cancel()
+    if error is not None:
+        raise error
 
 
 def build_server(settings: Settings | None = None) -> MCPServer:
@@ -92,6 +114,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         tools_system,
         tools_training_config,
     )
+    from lora_mcp.server.errors import structured_tool_errors
 
     settings = settings or get_settings()
     settings.ensure_dirs()
@@ -105,4 +128,4 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     tools_review.register(server, state)
     tools_export.register(server, state)
     prompts.register(server, state)
-    return server
+    return structured_tool_errors(server)

@@ -1,4 +1,4 @@
-"""Tool adapters for jobs: start/resume training, status, wait, cancel, list, logs; job resources."""
+"""Tool adapters for jobs: start/resume training, status, wait, cancel, list, logs, checkpoints; job resources."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from lora_mcp.jobs.status import JobStatus, job_status
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
+from lora_mcp.server.job_watch import JobWatch
+from lora_mcp.training.checkpoints import CheckpointComparison
 
 MAX_WAIT_SECONDS = 45.0
 
@@ -102,6 +104,24 @@ def register(server: MCPServer, app: AppState) -> None:
 
     @server.tool()
     @tool_errors
+    async def compare_checkpoints(
+        job_id: JobId,
+        prompts: Annotated[
+            list[int | str] | None,
+            Field(description="Sample prompts to show, by index (0, 1, ...) or text; default: all of them."),
+        ] = None,
+    ) -> Annotated[CallToolResult, CheckpointComparison]:
+        """One image comparing a train job's saved steps: a row per checkpoint (step and loss), a column per sample
+        prompt. Works while it runs. export_lora(job_id, checkpoint=<step>) then exports the step you prefer."""
+        from lora_mcp.training.checkpoints import compare_checkpoints as compare
+
+        result, png = await anyio.to_thread.run_sync(partial(compare, app.manager, job_id, prompts))
+        image = ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+        content: list[TextContent | ImageContent] = [TextContent(type="text", text=result.model_dump_json()), image]
+        return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
+
+    @server.tool()
+    @tool_errors
     async def wait_for_job(
         job_id: JobId,
         ctx: Context,
@@ -154,6 +174,18 @@ def register(server: MCPServer, app: AppState) -> None:
         """The last lines of a job's log."""
         lines = await anyio.to_thread.run_sync(app.manager.tail, job_id, tail)
         return JobLogs(job_id=job_id, lines=lines)
+
+    @server.resource("lora://jobs/{job_id}", mime_type="application/json")
+    async def job_resource(job_id: str) -> str:
+        """A job's status, as get_job returns it. Subscribe to be told of state, phase, checkpoint and sample changes
+        at once and of progress at most every 2 s."""
+        try:
+            status = await anyio.to_thread.run_sync(status_of, job_id)
+        except LoraMcpError as exc:
+            raise ResourceNotFoundError(str(exc)) from exc
+        return status.model_dump_json()
+
+    JobWatch(app, server).install()
 
     @server.resource("lora://jobs/{job_id}/log", mime_type="text/plain")
     def job_log_resource(job_id: str) -> str:

@@ -10,9 +10,12 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 CHECKPOINT_RE = re.compile(r"^(?P<name>.+)_(?P<step>\d{9})\.safetensors$")
 SAMPLE_RE = re.compile(r"^(?P<ms>\d+)__(?P<step>\d{9})_(?P<index>\d+)\.(?:jpg|jpeg|png|webp)$", re.IGNORECASE)
@@ -114,18 +117,33 @@ def contact_sheet(samples: list[Sample], *, tile: int = 256, columns: int = 4) -
     draw = ImageDraw.Draw(sheet)
     for i, sample in enumerate(samples):
         x, y = (i % columns) * tile, (i // columns) * (tile + 18)
-        try:
-            with Image.open(sample.path) as img:
-                thumb = img.convert("RGB")
-                # Fit the tile both ways: small samples (e.g. 256 px test runs) are enlarged, large ones shrunk.
-                scale = tile / max(thumb.width, thumb.height)
-                thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
-        except OSError:
+        thumb = load_tile(sample.path, tile)
+        if thumb is None:
             continue
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
         draw.text((x + 4, y + tile + 3), f"prompt {sample.prompt_index} @ step {sample.step}", fill="black")
+    return png_bytes(sheet)
+
+
+def load_tile(path: str | Path, tile: int) -> PILImage | None:
+    """An image scaled to fit a `tile` x `tile` square (RGB), or None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (tile, tile))  # a JPEG decodes at a reduced scale: a 1024 px sample costs far less
+            thumb = img.convert("RGB")
+    except OSError:
+        return None
+    # Fit the tile both ways: small samples (e.g. 256 px test runs) are enlarged, large ones shrunk.
+    scale = tile / max(thumb.width, thumb.height)
+    return thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
+
+
+def png_bytes(image: PILImage) -> bytes:
+    """An image encoded as PNG."""
     buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 

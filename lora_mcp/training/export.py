@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field
 
 from lora_mcp import __version__
@@ -30,7 +29,6 @@ from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import TrainOutputs, collect_outputs, read_safetensors_metadata
-from lora_mcp.training.trainjob import CONFIG_COPY
 
 Destination = Literal["comfyui"]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
@@ -186,10 +184,10 @@ def file_stem(name: str, step: int | None) -> str:
 
 def read_job_config(job: JobRecord) -> dict[str, Any]:
     """Trigger word and base model from the job's frozen AI-Toolkit config ({} when it cannot be read)."""
-    try:
-        data = yaml.safe_load((job.job_dir / CONFIG_COPY).read_text(encoding="utf-8"))
-        process = data["config"]["process"][0]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
+    from lora_mcp.training.checkpoints import read_process
+
+    process = read_process(job)
+    if not process:
         return {}
     model = process.get("model") or {}
     return {

@@ -38,7 +38,7 @@ from lora_mcp.dataset.captions import normalize_caption_ext
 from lora_mcp.errors import InvalidInput, LoraMcpError, PathNotAllowed
 from lora_mcp.paths import confine
 from lora_mcp.settings import Settings
-from lora_mcp.training.aitk_keys import unknown_keys
+from lora_mcp.training.aitk_keys import CHILD_SECTIONS, unknown_keys
 from lora_mcp.training.config import NAME_RE
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -95,19 +95,6 @@ FREE_TEXT = _words(
     "replacements diff_output_preservation_class project_name run_name"
 )
 """Keys whose strings are text for the model, never paths: not scanned for path shapes."""
-
-CHILD_SECTIONS = {
-    "process": {
-        "network": "network",
-        "save": "save",
-        "datasets": "datasets[]",
-        "train": "train",
-        "model": "model",
-        "sample": "sample",
-        "logging": "logging",
-    },
-    "sample": {"samples": "samples[]"},
-}
 
 
 class AitkYamlLoader(yaml.SafeLoader):

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -87,13 +87,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0 if report.ready_for_training else 1
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that takes no abbreviations: `--model` must not silently mean `--model-path`.
+
+    Subparsers inherit the class (argparse's `add_subparsers` defaults `parser_class` to `type(self)`), so every
+    `lora-mcp` command and sub-command refuses an abbreviated option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lora-mcp", description=__doc__)
+    parser = Parser(prog="lora-mcp", description=__doc__)
     parser.add_argument("--log-level", default="INFO", help="Log level for stderr (default INFO).")
     # Also accepted after the subcommand (`lora-mcp serve --log-level DEBUG`); SUPPRESS keeps the default above.
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--log-level", default=argparse.SUPPRESS, help="Log level for stderr (default INFO).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Typed as the area modules take it; the parsers it makes are Parser instances (no abbreviations).
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]", parser.add_subparsers(dest="command", required=True)
+    )
 
     serve = sub.add_parser("serve", help="Run the MCP server.", parents=[common])
     serve.add_argument(

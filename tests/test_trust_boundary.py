@@ -436,3 +436,20 @@ def test_a_symlink_in_the_dataset_leading_out_is_refused(fake: tuple[Settings, P
     (settings.roots[0] / "dataset" / "zz_inside.txt").symlink_to(settings.roots[0] / "dataset" / "zz_other.txt")
     (settings.roots[0] / "dataset" / "zz_other.txt").write_text("a caption")
     assert start_training(new_manager(settings), str(config)).job_id, "a link that stays inside is fine"
+
+
+async def test_resume_in_the_wrong_state_is_a_precondition_error(fake: tuple[Settings, Path]) -> None:
+    """The structured error tells 'wait and retry' (still running) from 'do something else' (succeeded)."""
+    from lora_mcp.server.errors import ERROR_META_KEY
+
+    settings, config = fake
+    async with Client(build_server(settings)) as client:
+        started = await client.call_tool("start_training", {"config_path": str(config)})
+        job_id = started.structured_content["job_id"]  # type: ignore[index]
+        running = await client.call_tool("resume_training", {"job_id": job_id})
+        wait_final(new_manager(settings), job_id)
+        done = await client.call_tool("resume_training", {"job_id": job_id})
+    assert running.is_error and done.is_error
+    assert running.meta is not None and done.meta is not None
+    assert running.meta[ERROR_META_KEY]["code"] == "precondition_failed" and running.meta[ERROR_META_KEY]["retryable"]
+    assert done.meta[ERROR_META_KEY]["code"] == "precondition_failed" and not done.meta[ERROR_META_KEY]["retryable"]

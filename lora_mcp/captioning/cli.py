@@ -4,18 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 
 from lora_mcp.captioning.files import OverwritePolicy
-from lora_mcp.captioning.params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE
+from lora_mcp.captioning.params import (
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_TEMPERATURE,
+    Backend,
+    CaptionRequest,
+    CaptionType,
+    ExtraOption,
+    NamedLength,
+    Quantization,
+)
 from lora_mcp.jobs.models import JobState
 from lora_mcp.paths import local_folder
 
+LENGTHS = typing.get_args(NamedLength)
 
-def cmd_caption(args: argparse.Namespace) -> int:
-    from lora_mcp.captioning.service import CaptionRequest, start_captioning
-    from lora_mcp.jobs.cli import follow, open_manager, show
 
-    request = CaptionRequest(
+def parse_length(text: str) -> str | int:
+    """`--length`: a named length or a number of words (1-1000)."""
+    value = " ".join(text.split()).lower()
+    if value in LENGTHS:
+        return value
+    if value.isdigit() and 1 <= int(value) <= 1000:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LENGTHS)} nor a number of words (1-1000)")
+
+
+def caption_request(args: argparse.Namespace) -> CaptionRequest:
+    """The CaptionRequest of `lora-mcp caption` (the same model the caption_images tool builds)."""
+    return CaptionRequest(
         folder=local_folder(args.folder),
         trigger_word=args.trigger_word,
         caption_type=args.caption_type,
@@ -30,8 +50,14 @@ def cmd_caption(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         quantization=args.quantization,
     )
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from lora_mcp.captioning.service import start_captioning
+    from lora_mcp.jobs.cli import follow, open_manager, show
+
     manager = open_manager()
-    status = start_captioning(manager, request)
+    status = start_captioning(manager, caption_request(args))
     print(f"queued {status.job_id}", file=sys.stderr)
     if not args.no_wait:
         status = follow(manager, status.job_id)
@@ -71,10 +97,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     caption = sub.add_parser("caption", help="Caption a folder of images (a job, with a progress bar).")
     caption.add_argument("folder")
     caption.add_argument("--trigger-word")
-    caption.add_argument("--type", dest="caption_type", default="descriptive", help="Caption type or style.")
-    caption.add_argument("--length", default="medium-length", help="any, short, ..., very long, or a word count.")
-    caption.add_argument("--extra", action="append", help="Extra option id (repeatable), e.g. --extra lighting.")
-    caption.add_argument("--backend", choices=["joycaption", "ollama", "openai", "template"])
+    caption.add_argument(
+        "--type", dest="caption_type", choices=typing.get_args(CaptionType), default="descriptive", help="Caption type."
+    )
+    caption.add_argument(
+        "--length",
+        type=parse_length,
+        default="medium-length",
+        help=f"{', '.join(LENGTHS)}, or a number of words (default medium-length).",
+    )
+    caption.add_argument(
+        "--extra", action="append", choices=typing.get_args(ExtraOption), help="Extra option (repeatable)."
+    )
+    caption.add_argument("--backend", choices=typing.get_args(Backend))
     caption.add_argument("--model", help="Hub id / local path (joycaption) or the server's model name.")
     caption.add_argument("--overwrite", choices=[p.value for p in OverwritePolicy], default="skip")
     caption.add_argument("--batch-size", type=int)
@@ -83,7 +118,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--temperature", type=float, default=DEFAULT_TEMPERATURE, help=f"0 = greedy (default {DEFAULT_TEMPERATURE})."
     )
     caption.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
-    caption.add_argument("--quantization", choices=["none", "nf4"], default="none", help="nf4 needs bitsandbytes.")
+    caption.add_argument(
+        "--quantization", choices=typing.get_args(Quantization), default="none", help="nf4 needs bitsandbytes."
+    )
     caption.add_argument("--no-wait", action="store_true", help="Queue the job and return at once.")
     caption.add_argument("--json", action="store_true")
     caption.set_defaults(handler=cmd_caption)

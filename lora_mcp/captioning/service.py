@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
-
-from lora_mcp.captioning.files import OverwritePolicy, plan_captions
-from lora_mcp.captioning.params import (
-    DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_OLLAMA_MODEL,
-    DEFAULT_TEMPERATURE,
-    Backend,
-    CaptionJobParams,
-)
-from lora_mcp.captioning.prompts import (
-    NAME_OPTION,
-    build_prompt,
-    catalog,
-    resolve_caption_type,
-    resolve_extra_options,
-    resolve_length,
-)
-from lora_mcp.dataset.captions import normalize_caption_ext
+from lora_mcp.captioning.files import plan_captions
+from lora_mcp.captioning.params import DEFAULT_OLLAMA_MODEL, Backend, CaptionJobParams, CaptionRequest
+from lora_mcp.captioning.prompts import NAME_OPTION, build_prompt, catalog
 from lora_mcp.errors import InvalidInput
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.status import JobStatus, job_status
 from lora_mcp.jobs.worker import WorkerKind
 from lora_mcp.settings import Settings
+
+__all__ = ["CAPTION_KIND", "CaptionRequest", "job_params", "start_captioning"]  # CaptionRequest: its old home
 
 NEXT_STEPS = {
     JobState.SUCCEEDED: "Done. outputs.details lists captions_written and failed images (with reasons); fix or remove "
@@ -43,32 +27,11 @@ CAPTION_KIND = WorkerKind(
 """The job kind; joycaption jobs take a GPU lane, the HTTP and template backends a CPU lane."""
 
 
-@dataclass(frozen=True)
-class CaptionRequest:
-    """A caption run as an agent or a person asks for it (the folder is already confined/resolved)."""
-
-    folder: Path
-    trigger_word: str | None = None
-    caption_type: str = "descriptive"
-    length: str = "medium-length"
-    extra_options: list[str] = field(default_factory=list)
-    backend: Backend | None = None
-    model: str | None = None
-    overwrite: OverwritePolicy = OverwritePolicy.SKIP
-    batch_size: int | None = None
-    caption_ext: str = "txt"
-    temperature: float = DEFAULT_TEMPERATURE
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    quantization: Literal["none", "nf4"] = "none"
-
-
 def job_params(request: CaptionRequest, settings: Settings) -> CaptionJobParams:
-    """Validate a request into job params; raises InvalidInput naming the bad argument."""
+    """Resolve a (normalised) request against the settings into job params; InvalidInput names a bad argument."""
     backend: Backend = request.backend or settings.caption_backend
-    trigger = request.trigger_word.strip() if request.trigger_word and request.trigger_word.strip() else None
-    options = resolve_extra_options(request.extra_options)
-    caption_type = resolve_caption_type(request.caption_type)
-    length = resolve_length(request.length)
+    trigger, length = request.trigger_word, str(request.length)
+    options: list[str] = list(request.extra_options)
     if backend == "openai" and not settings.openai_base_url:
         raise InvalidInput(
             "backend='openai' needs the server's base URL, and LORA_MCP_OPENAI_BASE_URL is not set.",
@@ -87,14 +50,14 @@ def job_params(request: CaptionRequest, settings: Settings) -> CaptionJobParams:
         folder=str(request.folder),
         backend=backend,
         model=request.model or models.get(backend, ""),
-        prompt=build_prompt(caption_type, length, options, name=trigger if NAME_OPTION in options else None),
+        prompt=build_prompt(request.caption_type, length, options, name=trigger if NAME_OPTION in options else None),
         system_prompt=catalog().system_prompt,
         trigger_word=trigger,
-        caption_type=caption_type,
+        caption_type=request.caption_type,
         length=length,
         extra_options=options,
         overwrite=request.overwrite,
-        caption_ext=normalize_caption_ext(request.caption_ext),
+        caption_ext=request.caption_ext,
         batch_size=request.batch_size,
         temperature=request.temperature,
         max_new_tokens=request.max_new_tokens,

@@ -9,29 +9,34 @@ from pathlib import Path
 from lora_mcp.jobs.models import JobState
 from lora_mcp.paths import local_folder
 from lora_mcp.review.models import LoraType, Style
+from lora_mcp.review.params import ReviewParams
 
 
-def cmd_review(args: argparse.Namespace) -> int:
-    from lora_mcp.dataset.captions import normalize_caption_ext
-    from lora_mcp.jobs.cli import follow, open_manager, show
-    from lora_mcp.review.params import ReviewParams
-    from lora_mcp.review.service import review_status, start_review
+def review_params(args: argparse.Namespace) -> ReviewParams:
+    """The ReviewParams of `lora-mcp review` (the same request model the review_captions tool builds)."""
     from lora_mcp.settings import get_settings
 
-    params = ReviewParams(
+    return ReviewParams.request(
+        get_settings(),
         folder=str(local_folder(args.folder)),
         trigger_word=args.trigger_word,
         style=Style(args.style),
         lora_type=LoraType(args.lora_type),
         use_images=not args.no_images,
-        model=args.model or get_settings().review_model,
-        caption_ext=normalize_caption_ext(args.caption_ext),
+        model=args.model,
+        caption_ext=args.caption_ext,
         concurrency=args.concurrency,
-        banned_words=args.banned_word or [],
+        banned_words=args.banned_word,
         output_mode=args.output_mode,
     )
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from lora_mcp.jobs.cli import follow, open_manager, show
+    from lora_mcp.review.service import review_status, start_review
+
     manager = open_manager()
-    status = start_review(manager, params, resume=not args.fresh)
+    status = start_review(manager, review_params(args), resume=not args.fresh)
     print(
         f"queued {status.job_id}" + (f" (resumes {status.resumed_from})" if status.resumed_from else ""),
         file=sys.stderr,
@@ -75,7 +80,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     review.add_argument("--lora-type", choices=[t.value for t in LoraType], default=LoraType.CHARACTER.value)
     review.add_argument("--no-images", action="store_true", help="Send captions only (for text-only models).")
     review.add_argument("--model", help="Review model (default LORA_MCP_REVIEW_MODEL; unset: rules only).")
-    review.add_argument("--caption-ext", default="txt")
+    review.add_argument("--caption-ext", default="txt", help="Caption file extension (default txt).")
     review.add_argument("--concurrency", type=int, default=4, help="Captions reviewed at once (default 4).")
     review.add_argument("--banned-word", action="append", help="A word no caption may contain (repeatable).")
     review.add_argument(

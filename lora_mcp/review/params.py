@@ -1,14 +1,21 @@
-"""The parameters of a review run, as the tool builds them and the worker reads them from params.json."""
+"""The parameters of a review run: the one request model the review_captions tool and `lora-mcp review` both
+build (`ReviewParams.request`, which normalises the inputs once), and what the worker reads from params.json.
+Normalising in the model keeps one fingerprint for the same review, whichever way it was asked for."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from lora_mcp.dataset.captions import normalize_caption_ext
+from lora_mcp.errors import InvalidInput
 from lora_mcp.review.models import LoraType, Style
+
+if TYPE_CHECKING:
+    from lora_mcp.settings import Settings
 
 CHECKPOINT_NAME = "review.sqlite"
 """The LangGraph checkpoint in the job directory."""
@@ -31,6 +38,36 @@ class ReviewParams(BaseModel):
     thread_id: str | None = Field(
         default=None, description="Checkpoint thread: the id of the job that started this review (resumes keep it)."
     )
+
+    @field_validator("trigger_word")
+    @classmethod
+    def _trigger_word(cls, value: str) -> str:
+        if not value.strip():
+            raise InvalidInput(
+                "The trigger word is empty.", hint="Pass the LoRA's trigger word, e.g. ohwx.", field="trigger_word"
+            )
+        return value.strip()
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @field_validator("caption_ext")
+    @classmethod
+    def _caption_ext(cls, value: str) -> str:
+        return normalize_caption_ext(value)
+
+    @field_validator("banned_words")
+    @classmethod
+    def _banned_words(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(word.strip() for word in value if word.strip()))
+
+    @classmethod
+    def request(cls, settings: Settings, **values: Any) -> ReviewParams:
+        """A review as the tool or the CLI asks for it: normalised, the model defaulting to LORA_MCP_REVIEW_MODEL."""
+        params = cls(**{name: value for name, value in values.items() if value is not None})
+        return params if params.model else params.model_copy(update={"model": settings.review_model})
 
     def fingerprint(self) -> str:
         """Identifies 'the same review' for resuming: everything but concurrency and the thread."""

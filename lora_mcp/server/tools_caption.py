@@ -10,7 +10,7 @@ from mcp.server import MCPServer
 from pydantic import Field
 
 from lora_mcp.captioning.files import OverwritePolicy
-from lora_mcp.captioning.params import Backend
+from lora_mcp.captioning.params import Backend, CaptionRequest, CaptionType, ExtraOption, Length
 from lora_mcp.dataset.conform import DEFAULT_PATTERN, ConformResult
 from lora_mcp.jobs.status import JobStatus
 from lora_mcp.paths import confine_existing_dir, confine_existing_file
@@ -32,22 +32,14 @@ def register(server: MCPServer, state: AppState) -> None:
         folder: Folder,
         trigger_word: Trigger = None,
         caption_type: Annotated[
-            str,
-            Field(
-                description="descriptive, descriptive-casual, straightforward, stable-diffusion-prompt (alias "
-                "sd-prompt), midjourney, danbooru, e621, rule34, booru-like, art-critic, product-listing, "
-                "social-media-post, training-prompt."
-            ),
+            CaptionType, Field(description="Caption type or style; sd-prompt is stable-diffusion-prompt.")
         ] = "descriptive",
-        length: Annotated[
-            str, Field(description="any, very short, short, medium-length, long, very long, or a word count.")
-        ] = "medium-length",
+        length: Annotated[Length, Field(description="A named length, or a number of words (1-1000).")] = (
+            "medium-length"
+        ),
         extra_options: Annotated[
-            list[str],
-            Field(
-                description="Option ids such as lighting, camera-angle, no-resolution, no-meta-phrases, name "
-                "(refer to the person/character by the trigger word)."
-            ),
+            list[ExtraOption],
+            Field(description="Extra instructions; name refers to the person/character by the trigger word."),
         ] = [],  # noqa: B006  (never mutated; the agent sees [] as the default)
         backend: Annotated[
             Backend | None, Field(description="joycaption (local GPU), ollama, openai, template. Default: settings.")
@@ -62,15 +54,14 @@ def register(server: MCPServer, state: AppState) -> None:
         caption_ext: Annotated[str, Field(description="Caption file extension AI-Toolkit reads.")] = "txt",
     ) -> JobStatus:
         """Caption every image of a folder as a job; follow it with wait_for_job (progress per image)."""
-        from lora_mcp.captioning.service import CaptionRequest, start_captioning
+        from lora_mcp.captioning.service import start_captioning
 
-        path = confine_existing_dir(folder, state.settings.roots)
         request = CaptionRequest(
-            folder=path,
+            folder=confine_existing_dir(folder, state.settings.roots),
             trigger_word=trigger_word,
             caption_type=caption_type,
             length=length,
-            extra_options=list(extra_options),
+            extra_options=extra_options,
             backend=backend,
             model=model,
             overwrite=overwrite,

@@ -20,6 +20,13 @@ def _is_bool(annotation: Any) -> bool:
     return annotation is bool or (isinstance(annotation, types.UnionType) and bool in typing.get_args(annotation))
 
 
+def _choices(annotation: Any) -> list[str] | None:
+    """The allowed values of a Literal field (shown by --help and checked by argparse), else None."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(value) for value in typing.get_args(annotation)]
+    return None
+
+
 def parse_resolutions(text: str) -> list[int] | list[list[int]]:
     """`512,768,1024` or `1024x1024,768x1024`."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -53,7 +60,9 @@ def add_parser(sub: Any) -> None:
             parser.add_argument(flag, dest=name, type=parse_resolutions, help=text + " CLI: 512,768,1024.")
         else:  # the model parses numbers and literals from text, and reports bad values by field
             default = "" if info.is_required() else f" (default {info.default})"
-            parser.add_argument(flag, dest=name, required=info.is_required(), help=text + default)
+            parser.add_argument(
+                flag, dest=name, required=info.is_required(), choices=_choices(info.annotation), help=text + default
+            )
     parser.add_argument("--dry-run", action="store_true", help="Print the YAML without writing anything.")
     parser.add_argument("--overwrite", action="store_true", help="Replace a different existing config.")
     parser.add_argument("--json", action="store_true", help="Print the full result as JSON.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lora_mcp.errors import InvalidInput
+from lora_mcp.errors import InvalidInput, PreconditionFailed
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.status import JobStatus, job_status
@@ -37,15 +37,17 @@ def resume_training(manager: JobManager, job_id: str) -> JobStatus:
     if old.kind != JobKind.TRAIN:
         raise InvalidInput(f"Job {job_id} is a {old.kind.value} job; only train jobs resume.", field="job_id")
     if not old.state.final:
-        raise InvalidInput(
+        raise PreconditionFailed(
             f"Job {job_id} is still {old.state.value}.",
+            retryable=True,
             field="job_id",
             hint="Call wait_for_job, or cancel_job first if you want to restart it.",
         )
     if old.state == JobState.SUCCEEDED:
-        raise InvalidInput(
+        raise PreconditionFailed(
             f"Job {job_id} already succeeded: its LoRA is {old.outputs.get('lora_path') or 'in its outputs'}; "
             "resuming would only save the same final file again.",
+            retryable=False,
             field="job_id",
             hint="To train longer, call generate_training_config with more steps (same name and training folder: "
             "AI-Toolkit continues from the saved step) and start_training.",

@@ -97,3 +97,17 @@ async def test_without_the_server_layer_the_text_is_unchanged(settings: Settings
         after = await structured.call_tool("inspect_dataset", arguments)
     assert before.is_error and after.is_error and before.content == after.content
     assert after.meta is not None and after.meta[ERROR_META_KEY]["code"] == "path_not_allowed"
+
+
+def test_a_missing_library_is_named_not_a_bare_error() -> None:
+    """A core install without an extra: the agent learns which package to install, not 'Error executing tool'."""
+    from lora_mcp.server.errors import StructuredToolError, tool_errors
+
+    @tool_errors
+    def needs_it() -> None:
+        import lora_mcp_no_such_module  # type: ignore[import-not-found]  # noqa: F401
+
+    with pytest.raises(StructuredToolError) as info:
+        needs_it()
+    assert "lora_mcp_no_such_module" in str(info.value) and "pip install" in str(info.value)
+    assert info.value.info.code == "operation_failed" and info.value.info.retryable

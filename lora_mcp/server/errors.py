@@ -100,9 +100,21 @@ class StructuredToolError(ToolError):
         )
 
 
-def _translate(fn_name: str, exc: LoraMcpError | OSError) -> StructuredToolError:
+def missing_module(exc: ModuleNotFoundError) -> OperationFailed:
+    """A library the tool needs is not installed: name it and the install command."""
+    return OperationFailed(
+        f"lora-mcp cannot run this tool: the Python package {exc.name or 'it needs'!r} is not installed.",
+        hint="Install lora-mcp with its extras into the server's environment (pip install -e '.[all]' in the "
+        "lora-mcp folder, or the package that provides that module) and restart the server.",
+    )
+
+
+def _translate(fn_name: str, exc: LoraMcpError | OSError | ModuleNotFoundError) -> StructuredToolError:
     if isinstance(exc, LoraMcpError):
         return StructuredToolError(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        log.warning("tool %s: missing module %r", fn_name, exc.name, exc_info=exc)
+        return StructuredToolError(missing_module(exc))
     log.warning("tool %s: unanticipated %r", fn_name, exc, exc_info=exc)  # the traceback stays in the server log
     return StructuredToolError(os_error(exc))
 
@@ -160,7 +172,7 @@ def tool_errors(fn: F) -> F:
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await fn(*args, **kwargs)
-            except (LoraMcpError, OSError) as exc:
+            except (LoraMcpError, OSError, ModuleNotFoundError) as exc:
                 raise _translate(fn.__name__, exc) from exc
 
         async_wrapper.__doc__ = description(fn.__doc__)
@@ -170,7 +182,7 @@ def tool_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (LoraMcpError, OSError) as exc:
+        except (LoraMcpError, OSError, ModuleNotFoundError) as exc:
             raise _translate(fn.__name__, exc) from exc
 
     wrapper.__doc__ = description(fn.__doc__)

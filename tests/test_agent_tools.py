@@ -93,7 +93,7 @@ async def test_view_dataset_last_page_and_planted_problem(settings: Settings, da
     assert not result.is_error, result.content
     items = result.structured_content["items"]
     assert [(i["index"], i["file"]) for i in items] == [(9, "zz_gray16.png")]
-    assert items[0]["problems"] == ["non_rgb"]
+    assert items[0]["problems"] == ["non_rgb", "low_information"], "a flat 16-bit fill: both are true"
     assert items[0]["caption"] == f"{TRIGGER}, grey"
     sheet_of(result)
 

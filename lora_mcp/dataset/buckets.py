@@ -72,6 +72,12 @@ def upscale_factor(width: int, height: int, bucket: tuple[int, int]) -> float:
     return max(bucket[0] / width, bucket[1] / height)
 
 
+def crop_loss(width: int, height: int, bucket: tuple[int, int]) -> float:
+    """Share of the picture (0-1) that AI-Toolkit's centre crop cuts away after scaling it to cover `bucket`."""
+    factor = upscale_factor(width, height, bucket)
+    return max(0.0, 1.0 - (bucket[0] * bucket[1]) / (width * factor * height * factor))
+
+
 def preview_buckets(
     sizes: Sequence[tuple[str, int, int]],
     resolutions: Sequence[int],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lora_mcp.dataset.facts import THUMB_BYTES, DecodeFailure, ImageFacts
+from lora_mcp.dataset.facts import THUMB_BYTES, DecodeFailure, ImageFacts, ImageStats
 from lora_mcp.fsutil import write_text_atomic
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _StoredStats(_Strict):
+    luma_mean: float = Field(ge=0, le=255)
+    luma_std: float = Field(ge=0, le=255)
+    luma_p01: int = Field(ge=0, le=255)
+    luma_p99: int = Field(ge=0, le=255)
+    sharpness: float = Field(ge=0)
+
+
 class _StoredFacts(_Strict):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -58,6 +67,7 @@ class _StoredFacts(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     thumb: str = Field(pattern=rf"^[A-Za-z0-9+/]{{{THUMB_BYTES * 4 // 3}}}$")
     """Base64 of THUMB_BYTES bytes (a multiple of 3, so no padding)."""
+    stats: _StoredStats | None
 
 
 class _StoredFailure(_Strict):
@@ -97,8 +107,9 @@ def _to_result(stored: _StoredFacts | _StoredFailure) -> ImageFacts | DecodeFail
     if isinstance(stored, _StoredFailure):
         return DecodeFailure(stored.kind, stored.detail)
     thumb = base64.b64decode(stored.thumb, validate=True)
+    stats = ImageStats(**stored.stats.model_dump()) if stored.stats is not None else None
     return ImageFacts(
-        stored.width, stored.height, stored.format, stored.mode, stored.exif_orientation, stored.sha256, thumb
+        stored.width, stored.height, stored.format, stored.mode, stored.exif_orientation, stored.sha256, thumb, stats
     )
 
 
@@ -113,6 +124,7 @@ def _to_stored(result: ImageFacts | DecodeFailure) -> _StoredFacts | _StoredFail
         exif_orientation=result.exif_orientation,
         sha256=result.sha256,
         thumb=base64.b64encode(result.thumb).decode("ascii"),
+        stats=_StoredStats(**dataclasses.asdict(result.stats)) if result.stats is not None else None,
     )
 
 

@@ -1,13 +1,15 @@
 """Decode one image completely and keep only small facts about it.
 
 Every pixel is decoded (`Image.load()`), because a header can be intact while the data behind it is truncated.
-The image is closed before returning; what survives is a handful of numbers, a sha256 and a 9x9 RGB thumbnail
-(243 bytes) for near-duplicate detection, so memory stays flat however many images a folder holds.
+The image is closed before returning; what survives is a handful of numbers, a sha256, a 9x9 RGB thumbnail
+(243 bytes) for near-duplicate detection and a few quality statistics (`quality_stats`, from a grey copy at a fixed
+working scale of WORK_SIDE² pixels), so memory stays flat however many images a folder holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import warnings
 from pathlib import Path
@@ -16,11 +18,15 @@ import numpy as np
 import PIL
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from lora_mcp.dataset.facts import THUMB_SIDE, DecodeFailure, ImageFacts
+from lora_mcp.dataset.facts import THUMB_SIDE, DecodeFailure, ImageFacts, ImageStats
 from lora_mcp.dataset.problems import HIGH_BIT_MODES
 
-DECODER_VERSION = 1
+DECODER_VERSION = 2
 """Bump when decode_image returns something else for the same bytes: cached facts (factcache) depend on it."""
+
+WORK_SIDE = 256
+"""Quality statistics are measured on a grey copy scaled to WORK_SIDE² pixels (never enlarged): a fixed scale, so an
+upscaled picture measures like its original and sharpness compares across sizes (docs/dataset-quality.md)."""
 
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
@@ -83,10 +89,11 @@ def decode_image(path: Path) -> ImageFacts | DecodeFailure:
             orientation = _orientation(im)
             im.load()
             thumb = thumbnail(im, orientation)
+            stats = quality_stats(im)
         except Exception as exc:  # see above
             return DecodeFailure("corrupt", _short(exc))
         width, height = (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)
-        return ImageFacts(width, height, im.format or "unknown", im.mode, orientation, sha, thumb)
+        return ImageFacts(width, height, im.format or "unknown", im.mode, orientation, sha, thumb, stats)
 
 
 def _orientation(im: Image.Image) -> int | None:
@@ -111,6 +118,48 @@ def thumbnail(im: Image.Image, orientation: int | None = None) -> bytes:
         values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2).tobytes()
+
+
+def quality_stats(im: Image.Image) -> ImageStats:
+    """Luminance statistics and Laplacian sharpness of a loaded image, at the WORK_SIDE² working scale.
+
+    The EXIF rotation is not applied: none of these statistics changes under a quarter turn or a flip.
+    """
+    grey = _working_grey(im)
+    counts = np.bincount(grey.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    mean = float(counts @ levels) / grey.size
+    std = math.sqrt(max(0.0, float(counts @ (levels - mean) ** 2) / grey.size))
+    cumulative = np.cumsum(counts) / grey.size
+    low, high = (int(np.searchsorted(cumulative, q)) for q in (0.01, 0.99))
+    sharpness = 0.0
+    if min(grey.shape) >= 3:
+        # Energy of the second derivative over energy of the first: independent of exposure and contrast (both
+        # scale alike) and of how much of the picture is edges; blur removes the high frequencies it weighs.
+        g = grey.astype(np.float32)
+        laplacian = (4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]).ravel()
+        dy, dx = np.diff(g, axis=0).ravel(), np.diff(g, axis=1).ravel()
+        gradient = float(dy @ dy) / dy.size + float(dx @ dx) / dx.size
+        sharpness = float(laplacian @ laplacian) / laplacian.size / gradient if gradient > 0 else 0.0
+    return ImageStats(
+        luma_mean=round(mean, 2), luma_std=round(std, 2), luma_p01=low, luma_p99=high, sharpness=round(sharpness, 4)
+    )
+
+
+def _working_grey(im: Image.Image) -> np.ndarray:
+    """8-bit luminance box-scaled down to about WORK_SIDE² pixels (never enlarged); 16/32-bit modes rescaled."""
+    scale = min(1.0, math.sqrt(WORK_SIDE * WORK_SIDE / (im.width * im.height)))
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    if im.mode not in HIGH_BIT_MODES:
+        # palette, bilevel, CMYK, alpha: all to 8-bit luminance (ITU-R 601-2), then averaged down
+        return np.asarray(im.convert("L").resize(size, Image.Resampling.BOX), dtype=np.uint8)
+    values = np.asarray(im.convert("F").resize(size, Image.Resampling.BOX), dtype=np.float64)
+    if im.mode.startswith("I;16"):
+        values = values / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 def _short(exc: BaseException) -> str:

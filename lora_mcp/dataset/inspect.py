@@ -7,12 +7,15 @@ decided in `scan` (subfolders included, like AI-Toolkit), how each image is deco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import statistics
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lora_mcp.dataset import problems as P
-from lora_mcp.dataset.buckets import BUCKET_DIVISIBILITY, preview_buckets
+from lora_mcp.dataset.buckets import BUCKET_DIVISIBILITY, bucket_for, crop_loss, preview_buckets
 from lora_mcp.dataset.captions import (
     DEFAULT_CAPTION_EXT,
     CaptionRead,
@@ -26,6 +29,7 @@ from lora_mcp.dataset.factcache import FactsCache, FolderFacts
 from lora_mcp.dataset.facts import DecodeFailure, ImageFacts
 from lora_mcp.dataset.images import decode_image, decoder_signature, pixel_limit
 from lora_mcp.dataset.models import DatasetReport, ImageInfo
+from lora_mcp.dataset.pool import MIN_POOL_IMAGES, decode_in_pool, default_workers
 from lora_mcp.dataset.problems import Problem, ProblemCode, Severity
 from lora_mcp.dataset.progress import ThrottledProgress
 from lora_mcp.dataset.scan import IMAGE_EXTENSIONS, scan_folder
@@ -52,11 +56,12 @@ def inspect_dataset(
     progress: Callable[[int, int], None] | None = None,
     caption_ext: str = DEFAULT_CAPTION_EXT,
     facts_cache: FactsCache | None = None,
+    workers: int | None = None,
 ) -> DatasetReport:
     """Read-only check of a training folder: decodes every image and lists problems with fixes.
 
     With `facts_cache`, an image whose size, mtime, inode and ctime are unchanged is not decoded again; the report
-    is the same either way.
+    is the same either way. `workers` processes decode (None: one per CPU; 1: in this process, no pool).
     """
     if not folder.is_dir():
         raise NotFound(f"{folder} is not an existing folder.", hint="Pass the folder that holds the images.")
@@ -68,16 +73,20 @@ def inspect_dataset(
     cached = facts_cache.open(folder, decoder_signature()) if facts_cache is not None else None
     meter = ThrottledProgress(progress, len(inventory.images))
     meter.start()
+    looked_up = [_look_up(folder / rel, rel, cached) for rel in inventory.images]
+    to_decode = [folder / rel for rel, (_, _, hit) in zip(inventory.images, looked_up, strict=True) if hit is None]
     captions: dict[str, CaptionRead] = {}
     entries = []
-    for done, rel in enumerate(inventory.images, start=1):
-        path = folder / rel
-        cap_rel = _caption_rel(rel, ext)
-        if cap_rel not in captions:
-            captions[cap_rel] = read_caption(folder / cap_rel, trigger)
-        size, result = _decode(path, rel, cached)
-        entries.append(_Entry(rel, size, result, cap_rel, captions[cap_rel]))
-        meter.update(done)
+    with closing(_decode_all(to_decode, workers)) as decoded:
+        for done, (rel, (st, size, hit)) in enumerate(zip(inventory.images, looked_up, strict=True), start=1):
+            cap_rel = _caption_rel(rel, ext)
+            if cap_rel not in captions:
+                captions[cap_rel] = read_caption(folder / cap_rel, trigger)
+            result = hit if hit is not None else next(decoded)
+            if hit is None and st is not None and cached is not None:
+                cached.put(rel, st, result)
+            entries.append(_Entry(rel, size, result, cap_rel, captions[cap_rel]))
+            meter.update(done)
     meter.update(len(inventory.images))
     if cached is not None:
         cached.save()
@@ -117,18 +126,23 @@ def _check_resolutions(resolutions: Sequence[int] | None) -> list[int]:
     return sorted(set(resolutions))
 
 
-def _decode(path: Path, rel: str, cached: FolderFacts | None) -> tuple[int, ImageFacts | DecodeFailure]:
-    """The file's size and decode result, from the cache when its stat (taken before decoding) still matches."""
+def _look_up(
+    path: Path, rel: str, cached: FolderFacts | None
+) -> tuple[os.stat_result | None, int, ImageFacts | DecodeFailure | None]:
+    """The file's stat (taken before decoding, as the cache requires), size, and cached result if it still matches."""
     try:
         st = path.stat()
-    except OSError:  # vanished since the scan; decode_image reports it
-        return 0, decode_image(path)
-    result = cached.get(rel, st) if cached is not None else None
-    if result is None:
-        result = decode_image(path)
-        if cached is not None:
-            cached.put(rel, st, result)
-    return st.st_size, result
+    except OSError:  # vanished since the scan; decode_image reports it, and nothing is cached
+        return None, 0, None
+    return st, st.st_size, cached.get(rel, st) if cached is not None else None
+
+
+def _decode_all(paths: list[Path], workers: int | None) -> Generator[ImageFacts | DecodeFailure, None, None]:
+    """decode_image of each path in order: in a process pool, or here for one worker or a handful of images."""
+    count = default_workers() if workers is None else workers
+    if count <= 1 or len(paths) < MIN_POOL_IMAGES:
+        return (decode_image(path) for path in paths)
+    return decode_in_pool(paths, count)
 
 
 def _caption_rel(image_rel: str, ext: str) -> str:
@@ -199,7 +213,51 @@ def _file_problems(entries: Sequence[_Entry], resolutions: Sequence[int]) -> lis
         found.append(P.too_small(small, min(resolutions)))
     if rotated:
         found.append(P.exif_rotated(rotated))
+    found += _quality_problems([(e.file, e.result) for e in entries if isinstance(e.result, ImageFacts)], resolutions)
     return found
+
+
+def _quality_problems(pictures: Sequence[tuple[str, ImageFacts]], resolutions: Sequence[int]) -> list[Problem]:
+    """too_dark, too_light, low_information, blurry (against the folder's median sharpness) and odd_aspect."""
+    measured = [(file, r.stats) for file, r in pictures if r.stats is not None]
+    textured = [s.sharpness for _, s in measured if s.luma_std >= P.LOW_INFO_STD]
+    median = statistics.median(textured) if textured else 0.0
+    by_code: dict[ProblemCode, list[tuple[str, float]]] = {}
+    for file, stats in measured:
+        values = {
+            ProblemCode.TOO_DARK: float(stats.luma_p99),
+            ProblemCode.TOO_LIGHT: float(stats.luma_p01),
+            ProblemCode.LOW_INFORMATION: stats.luma_std,
+            ProblemCode.BLURRY: stats.sharpness,
+        }
+        for code in P.quality_codes(stats, median):
+            by_code.setdefault(code, []).append((file, values[code]))
+    found = []
+    if ProblemCode.TOO_DARK in by_code:
+        found.append(P.too_dark(by_code[ProblemCode.TOO_DARK]))
+    if ProblemCode.TOO_LIGHT in by_code:
+        found.append(P.too_light(by_code[ProblemCode.TOO_LIGHT]))
+    if ProblemCode.LOW_INFORMATION in by_code:
+        found.append(P.low_information(by_code[ProblemCode.LOW_INFORMATION]))
+    if ProblemCode.BLURRY in by_code:
+        found.append(P.blurry(by_code[ProblemCode.BLURRY], median))
+    odd = [(file, _aspect_text(r.width, r.height, resolutions)) for file, r in pictures if _is_odd(r.width, r.height)]
+    if odd:
+        found.append(P.odd_aspect(odd))
+    return found
+
+
+def _is_odd(width: int, height: int) -> bool:
+    return max(width, height) / min(width, height) > P.ODD_ASPECT_RATIO
+
+
+def _aspect_text(width: int, height: int, resolutions: Sequence[int]) -> str:
+    """`4.00:1; bucket 1024x256 at 512 crops 0.0%, ...`: the aspect ratio, its bucket and crop per resolution."""
+    parts = []
+    for resolution in resolutions:
+        bucket = bucket_for(width, height, resolution, BUCKET_DIVISIBILITY)
+        parts.append(f"bucket {bucket[0]}x{bucket[1]} at {resolution} crops {crop_loss(width, height, bucket):.1%}")
+    return f"{max(width, height) / min(width, height):.2f}:1; " + ", ".join(parts)
 
 
 def _caption_problems(entries: Sequence[_Entry], caption_ext: str, trigger: str | None) -> list[Problem]:

@@ -12,7 +12,8 @@ Severity follows what AI-Toolkit does with the file (toolkit/data_loader.py, too
   (AI-Toolkit falls back to its default caption and trigger word), `trigger_missing` (AI-Toolkit prepends the
   trigger word), `exif_rotated` (AI-Toolkit applies the EXIF rotation, other tools may not), other `non_rgb` modes
   (converted on load, alpha and CMYK colours suffer), `too_small`, `duplicate_image`, `orphan_caption`, and
-  `too_few_images` below 5.
+  `too_few_images` below 5. The picture-quality warnings `too_dark`, `too_light`, `low_information`, `odd_aspect`
+  and `blurry` (thresholds measured in benchmarks/quality_thresholds.py, documented in docs/dataset-quality.md).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+from lora_mcp.dataset.facts import ImageStats
 
 MAX_NAMED = 8
 """How many file names a message spells out before it says `and N more`."""
@@ -47,6 +50,11 @@ class ProblemCode(StrEnum):
     DUPLICATE_IMAGE = "duplicate_image"
     TRIGGER_MISSING = "trigger_missing"
     TOO_FEW_IMAGES = "too_few_images"
+    TOO_DARK = "too_dark"
+    TOO_LIGHT = "too_light"
+    LOW_INFORMATION = "low_information"
+    ODD_ASPECT = "odd_aspect"
+    BLURRY = "blurry"
 
 
 class Severity(StrEnum):
@@ -286,4 +294,112 @@ def too_few_images(usable: int) -> Problem:
         f"The folder holds {usable} usable image{'s' if usable != 1 else ''}; at least {MIN_IMAGES} are needed "
         f"and {SWEET_SPOT}.",
         "Add more images of the subject in varied poses, lighting and backgrounds, then inspect again.",
+    )
+
+
+DARK_P99 = 70.0
+"""too_dark: the brightest 1% of the picture is below this luminance (0-255)."""
+LIGHT_P01 = 140.0
+"""too_light: the darkest 1% of the picture is above this luminance."""
+LOW_INFO_STD = 4.0
+"""low_information: standard deviation of luminance below this (0-255 scale)."""
+ODD_ASPECT_RATIO = 2.5
+"""odd_aspect: longer side / shorter side above this (21:9 cinema is 2.33)."""
+BLUR_RATIO = 0.5
+"""blurry: sharpness below this fraction of the folder's median sharpness ..."""
+BLUR_FLOOR = 1.2
+"""... and below this absolute sharpness (images.quality_stats: Laplacian energy over gradient energy at the working
+scale; sharp photos measure 1.87-3.35, upscaled ones 1.46-3.02), so a sharp photo is never blurry."""
+
+
+def quality_codes(stats: ImageStats, folder_sharpness: float) -> list[ProblemCode]:
+    """Which per-picture quality warnings one picture earns, given the folder's median sharpness."""
+    if stats.luma_std < LOW_INFO_STD:
+        return [ProblemCode.LOW_INFORMATION]  # a flat picture is not dark, light or blurred so much as empty
+    codes = []
+    if stats.luma_p99 < DARK_P99:
+        codes.append(ProblemCode.TOO_DARK)
+    if stats.luma_p01 > LIGHT_P01:
+        codes.append(ProblemCode.TOO_LIGHT)
+    if stats.sharpness < BLUR_RATIO * folder_sharpness and stats.sharpness < BLUR_FLOOR:
+        codes.append(ProblemCode.BLURRY)
+    return codes
+
+
+def _verb_n(count: int, one: str, many: str) -> str:
+    return one if count == 1 else many
+
+
+def _name_values(measured: Sequence[tuple[str, str]]) -> str:
+    """`a.png (mean 12), b.png (mean 9) and 3 more` for a message."""
+    ordered = sorted(measured)
+    shown = ", ".join(f"{file} ({value})" for file, value in ordered[:MAX_NAMED])
+    rest = len(ordered) - MAX_NAMED
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def too_dark(measured: Sequence[tuple[str, float]]) -> Problem:
+    """Pictures with nothing bright in them: `(file, 99th-percentile luminance)`."""
+    return _problem(
+        ProblemCode.TOO_DARK,
+        Severity.WARNING,
+        [f for f, _ in measured],
+        f"{_name_values([(f, f'99% of pixels below luminance {v:.0f}/255') for f, v in measured])} "
+        f"{_verb_n(len(measured), 'is', 'are')} very dark (limit {DARK_P99:.0f}); "
+        "the LoRA may learn murky, crushed shadows.",
+        "Brighten them (e.g. `magick in.png -auto-level out.png`) or replace them with well-exposed pictures.",
+    )
+
+
+def too_light(measured: Sequence[tuple[str, float]]) -> Problem:
+    """Pictures with nothing dark in them: `(file, 1st-percentile luminance)`."""
+    return _problem(
+        ProblemCode.TOO_LIGHT,
+        Severity.WARNING,
+        [f for f, _ in measured],
+        f"{_name_values([(f, f'99% of pixels above luminance {v:.0f}/255') for f, v in measured])} "
+        f"{_verb_n(len(measured), 'is', 'are')} very light or washed out (limit {LIGHT_P01:.0f}); "
+        "the LoRA may learn faded colours.",
+        "Darken them (e.g. `magick in.png -auto-level out.png`) or replace them with well-exposed pictures.",
+    )
+
+
+def low_information(measured: Sequence[tuple[str, float]]) -> Problem:
+    """Near-flat pictures: `(file, standard deviation of luminance)`."""
+    return _problem(
+        ProblemCode.LOW_INFORMATION,
+        Severity.WARNING,
+        [f for f, _ in measured],
+        f"{_name_values([(f, f'luminance std {v:.1f}') for f, v in measured])} "
+        f"{_verb_n(len(measured), 'is', 'are')} nearly flat (luminance standard deviation under {LOW_INFO_STD:g}/255; "
+        "photos measure 20-120): little to learn from, likely a blank, a placeholder or a failed export.",
+        "Open them to check; delete them or replace them with the intended pictures.",
+    )
+
+
+def odd_aspect(measured: Sequence[tuple[str, str]]) -> Problem:
+    """Pictures of an extreme aspect ratio: `(file, ratio with its bucket and crop per resolution)`."""
+    return _problem(
+        ProblemCode.ODD_ASPECT,
+        Severity.WARNING,
+        [f for f, _ in measured],
+        f"{_name_values(measured)} {_verb_n(len(measured), 'has', 'have')} an extreme aspect ratio (over "
+        f"{ODD_ASPECT_RATIO}:1); each trains alone in a long, thin bucket where the subject is small.",
+        "Crop them to the subject at 2:1 or squarer (e.g. `magick in.png -gravity center -crop 2:1 out.png`), "
+        "or split a panorama into several pictures.",
+    )
+
+
+def blurry(measured: Sequence[tuple[str, float]], folder_sharpness: float) -> Problem:
+    """Pictures far softer than the folder's median: `(file, sharpness)`."""
+    return _problem(
+        ProblemCode.BLURRY,
+        Severity.WARNING,
+        [f for f, _ in measured],
+        f"{_name_values([(f, f'sharpness {v:.2f}') for f, v in measured])} "
+        f"{_verb_n(len(measured), 'is', 'are')} blurred: below {BLUR_RATIO:g} x this folder's median sharpness "
+        f"({folder_sharpness:.2f}) and below {BLUR_FLOOR:g} (Laplacian over gradient energy at a fixed 256x256-pixel "
+        "scale; sharp photos measure about 2-3.5); "
+        "the LoRA may learn the blur.",
+        "Replace them with sharper originals, or delete them if the folder has enough pictures.",
     )

@@ -16,10 +16,10 @@ from dataset_fixtures import caption, picture, save
 from mcp import Client
 from PIL import Image
 from review_fixtures import TRIGGER, make_captioned_folder
+from test_review_apply import CAPTIONS, make_review
 
 from lora_mcp.captioning.files import BACKUP_DIR
-from lora_mcp.review.collect import collect_captions
-from lora_mcp.review.reviewfile import ImageReview, ReviewDocument, load_review, write_review
+from lora_mcp.review.reviewfile import load_review
 from lora_mcp.server.app import build_server
 from lora_mcp.settings import Settings
 
@@ -177,45 +177,6 @@ async def test_set_caption_refuses_a_symlink_out_of_the_folder(settings: Setting
 
 
 # get_caption_review / decide_captions
-
-
-CAPTIONS = {
-    "a.png": "This image shows ohwx standing",
-    "b.png": "ohwx sitting on a bench",
-    "c.png": "possibly ohwx running",
-    "d.png": None,
-}
-
-
-def make_review(root: Path) -> tuple[Path, Path]:
-    """A folder and a review of it: a, c and d need a fix (with suggestions), b is ok (no suggestion)."""
-    folder = make_captioned_folder(root, CAPTIONS)
-    images = []
-    for item in collect_captions(folder):
-        fix = item.image != "b.png"
-        images.append(
-            ImageReview(
-                image=item.image,
-                caption=item.caption,
-                caption_sha256=item.sha256,
-                verdict="fix" if fix else "ok",
-                reviewed_by="llm",
-                issues=["stub issue"] if fix else [],
-                suggested_caption=f"{TRIGGER}, fixed {item.image}" if fix else None,
-            )
-        )
-    doc = ReviewDocument(
-        version=1,
-        folder=str(folder),
-        created_at="2026-11-26T10:00:00Z",
-        model="stub",
-        llm="used",
-        style="terse",
-        lora_type="character",
-        trigger_word=TRIGGER,
-        images=images,
-    )
-    return folder, write_review(doc, folder)
 
 
 async def test_get_caption_review_pages_and_filters(settings: Settings, root: Path) -> None:

@@ -44,6 +44,7 @@ def make_review(root: Path, captions: dict[str, str | None] = CAPTIONS) -> tuple
                 caption_sha256=item.sha256,
                 verdict="fix" if fix else "ok",
                 reviewed_by="llm",
+                issues=["stub issue"] if fix else [],
                 suggested_caption=f"{TRIGGER}, fixed {item.image}" if fix else None,
             )
         )

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lora_mcp.captioning.files import OverwritePolicy
 from lora_mcp.captioning.prompts import resolve_caption_type
-from lora_mcp.dataset.captions import normalize_caption_ext
+from lora_mcp.dataset.captions import CaptionExt
 
 Backend = Literal["joycaption", "ollama", "openai", "template"]
 CaptionType = Literal[
@@ -94,7 +94,7 @@ class CaptionRequest(BaseModel):
     """None: the backend's default model from the settings."""
     overwrite: OverwritePolicy = OverwritePolicy.SKIP
     batch_size: int | None = Field(default=None, ge=1, le=64)
-    caption_ext: str = "txt"
+    caption_ext: CaptionExt = "txt"
     """Normalised by normalize_caption_ext (`.txt` -> `txt`); bad ones raise InvalidInput."""
     temperature: float = Field(default=DEFAULT_TEMPERATURE, ge=0, le=2)
     max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, ge=1, le=2048)
@@ -122,11 +122,6 @@ class CaptionRequest(BaseModel):
     @classmethod
     def _unique(cls, value: list[ExtraOption]) -> list[ExtraOption]:
         return list(dict.fromkeys(value))
-
-    @field_validator("caption_ext")
-    @classmethod
-    def _caption_ext(cls, value: str) -> str:
-        return normalize_caption_ext(value)
 
 
 class CaptionJobParams(BaseModel):

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePath
-from typing import TypeVar
+from typing import Annotated, TypeVar
+
+from pydantic import AfterValidator
 
 from lora_mcp.dataset.scan import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
 from lora_mcp.errors import InvalidInput
@@ -82,6 +84,10 @@ def normalize_caption_ext(caption_ext: str) -> str:
             field="caption_ext",
         )
     return ext
+
+
+CaptionExt = Annotated[str, AfterValidator(normalize_caption_ext)]
+"""A caption extension in a request model: normalised (`.txt` -> `txt`) and checked once, by the one rule."""
 
 
 def caption_path(image: _P, caption_ext: str) -> _P:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from lora_mcp.dataset.captions import normalize_caption_ext
+from lora_mcp.dataset.captions import CaptionExt
 from lora_mcp.errors import InvalidInput
 from lora_mcp.review.models import LoraType, Style
 
@@ -30,7 +30,7 @@ class ReviewParams(BaseModel):
     lora_type: LoraType = LoraType.CHARACTER
     use_images: bool = True
     model: str | None = Field(default=None, description="Review model name; null: rules only.")
-    caption_ext: str = "txt"
+    caption_ext: CaptionExt = "txt"
     concurrency: int = Field(default=4, ge=1, le=64, description="Captions reviewed at once.")
     banned_words: list[str] = Field(default_factory=list)
     identity_traits: list[str] | None = Field(default=None, description="Replaces the default trait patterns.")
@@ -52,11 +52,6 @@ class ReviewParams(BaseModel):
     @classmethod
     def _model(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
-
-    @field_validator("caption_ext")
-    @classmethod
-    def _caption_ext(cls, value: str) -> str:
-        return normalize_caption_ext(value)
 
     @field_validator("banned_words")
     @classmethod

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, Field
 
 from lora_mcp.errors import InvalidInput, OperationFailed
@@ -27,6 +26,7 @@ from lora_mcp.training.artifacts import (
     png_bytes,
     smooth,
 )
+from lora_mcp.training.trainjob import frozen_process
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -149,7 +149,7 @@ def checkpoint_rows(outputs: TrainOutputs) -> list[CheckpointRow]:
 def no_checkpoint_yet(job: JobRecord, manager: JobManager) -> OperationFailed:
     """The error for a job that saved nothing (yet): where it stands and when the first save comes."""
     step = manager.live_progress(job).step
-    save_every = read_process(job).get("save", {}).get("save_every")
+    save_every = frozen_process(job).get("save", {}).get("save_every")
     when = f"; the first save comes at step {save_every}" if isinstance(save_every, int) and save_every > 0 else ""
     if job.state.final:
         hint = "It ended before its first save: resume_training (or a new config) to train further."
@@ -160,21 +160,9 @@ def no_checkpoint_yet(job: JobRecord, manager: JobManager) -> OperationFailed:
     )
 
 
-def read_process(job: JobRecord) -> dict[str, Any]:
-    """The process section of the job's frozen config ({} when it cannot be read)."""
-    from lora_mcp.training.trainjob import CONFIG_COPY
-
-    try:
-        data = yaml.safe_load((job.job_dir / CONFIG_COPY).read_text(encoding="utf-8"))
-        process = data["config"]["process"][0]
-    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
-        return {}
-    return process if isinstance(process, dict) else {}
-
-
 def sample_prompts(job: JobRecord, samples: list[Sample]) -> dict[int, str]:
     """Prompt index -> text from the config (`[trigger]` filled in), plus any index only seen in sample files."""
-    process = read_process(job)
+    process = frozen_process(job)
     sample = process.get("sample") or {}
     entries = sample.get("samples") or [{"prompt": p} for p in sample.get("prompts") or []]
     trigger = str(process.get("trigger_word") or "")

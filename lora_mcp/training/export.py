@@ -29,6 +29,7 @@ from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import TrainOutputs, collect_outputs, read_safetensors_metadata
+from lora_mcp.training.trainjob import frozen_process
 
 Destination = Literal["comfyui"]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
@@ -184,9 +185,7 @@ def file_stem(name: str, step: int | None) -> str:
 
 def read_job_config(job: JobRecord) -> dict[str, Any]:
     """Trigger word and base model from the job's frozen AI-Toolkit config ({} when it cannot be read)."""
-    from lora_mcp.training.checkpoints import read_process
-
-    process = read_process(job)
+    process = frozen_process(job)
     if not process:
         return {}
     model = process.get("model") or {}

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lora_mcp.errors import InvalidInput, LoraMcpError, OperationFailed, PathNotAllowed
 from lora_mcp.fsutil import write_bytes_atomic
 from lora_mcp.jobs.kinds import LaunchRefused, LaunchSpec, LogParser, Outcome
@@ -153,6 +155,16 @@ def freeze_config(plan: ConfigPlan) -> Callable[[Path], None]:
         write_bytes_atomic(job_dir / CONFIG_COPY, plan.raw)
 
     return prepare
+
+
+def frozen_process(job: JobRecord) -> dict[str, Any]:
+    """The process section of a job's frozen config, for reading only ({} when it cannot be read)."""
+    try:
+        data = yaml.safe_load((job.job_dir / CONFIG_COPY).read_text(encoding="utf-8"))
+        process = data["config"]["process"][0]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return {}
+    return process if isinstance(process, dict) else {}
 
 
 def frozen_plan(job: JobRecord, settings: Settings) -> ConfigPlan:

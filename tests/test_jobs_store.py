@@ -20,7 +20,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     store.close()
     again = JobStore(tmp_path / "jobs.db")
     names = [r[0] for r in sqlite3.connect(tmp_path / "jobs.db").execute("SELECT name FROM _migrations")]
-    assert names == ["0001_jobs"]
+    assert names == ["0001_jobs", "0002_events"]
     assert again.migrate() == []
     mode = sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

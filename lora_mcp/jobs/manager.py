@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ import anyio
 import anyio.to_thread
 
 from lora_mcp.errors import InvalidInput, NotFound
-from lora_mcp.jobs import records
+from lora_mcp.jobs import events, records
 from lora_mcp.jobs.kinds import KindHandler, LaunchRefused, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
 from lora_mcp.jobs.status import write_launch_notes
@@ -86,6 +87,11 @@ class Watch:
     dirty: bool = False
     popen: subprocess.Popen[bytes] | None = None
     killed: bool = False
+    announced: tuple[Any, ...] | None = None
+    """(phase, step, total) of the last progress event; None before the first."""
+    announced_at: float = -1e9
+    seen: set[str] | None = None
+    """Checkpoint and sample paths already announced (or left by an earlier run); None until first looked at."""
 
 
 ChangeCallback = Callable[[JobRecord, Progress], Awaitable[None]]
@@ -166,6 +172,10 @@ class JobManager:
                 idempotency_key=idempotency_key,
                 resumed_from=resumed_from,
                 created_at=job_file.created_at,
+                event=(
+                    events.QUEUED,
+                    {"kind": kind.value, "lane_kind": job_file.lane_kind, "resumed_from": resumed_from},
+                ),
             )
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)  # no orphan folder for a job that was never recorded
@@ -204,6 +214,7 @@ class JobManager:
                 cancel_requested_at=now,
                 finished_at=now,
                 progress=progress,
+                event=(events.CANCELLED, {"kind": job.kind.value, "while": "queued"}),
             ):
                 result = records.ResultFile(
                     state=JobState.CANCELLED,
@@ -328,7 +339,7 @@ class JobManager:
                 free = [lane for lane in lanes if lane not in busy]
                 for job in self.store.queued(lane_kind)[: len(free)]:
                     lane = free.pop(0)
-                    if self.store.claim(job.id, lane):
+                    if self.store.claim(job.id, lane, event=(events.STARTED, {"kind": job.kind.value})):
                         self._launch(self.get(job.id))
                         started = True
         return started
@@ -425,6 +436,7 @@ class JobManager:
             watch.parser.feed(watch.decoder.decode(data))
             watch.dirty = True
         now = time.monotonic()
+        self._announce_progress(job, watch, now)
         if watch.dirty and now - watch.persisted_at >= PERSIST_EVERY:
             self._persist(job, watch)
         return bool(data)
@@ -434,6 +446,30 @@ class JobManager:
         self.store.update(job.id, log_offset=watch.offset, progress=watch.parser.progress, child_pid=child_pid)
         watch.persisted_at = time.monotonic()
         watch.dirty = False
+        self._announce_artifacts(job, watch, self._handler(job.kind).outputs(job))
+
+    def _announce_progress(self, job: JobRecord, watch: Watch, now: float) -> None:
+        """Record a progress event when the phase changed, or the step moved and PROGRESS_EVERY has passed."""
+        progress = watch.parser.progress
+        key = (progress.phase, progress.step, progress.total_steps)
+        if key == watch.announced:
+            return
+        same_phase = watch.announced is not None and watch.announced[0] == progress.phase
+        if same_phase and now - watch.announced_at < events.PROGRESS_EVERY:
+            return  # the next tick records it
+        data = {"kind": job.kind.value, **events.progress_data(progress)}
+        self.store.add_event(job.id, events.PROGRESS, events.scrub(data, self.redact))
+        watch.announced, watch.announced_at = key, now
+
+    def _announce_artifacts(self, job: JobRecord, watch: Watch, outputs: dict[str, Any]) -> None:
+        """Record an event for each checkpoint or sample in `outputs` not announced yet."""
+        mapping = getattr(self._handler(job.kind), "artifact_events", events.ARTIFACT_EVENTS)
+        if watch.seen is None:
+            announced = self.store.events(job_id=job.id, types=tuple(set(mapping.values())), limit=100_000)
+            watch.seen = {events.artifact_path(e.data) for e in announced}
+            watch.seen |= events.preexisting(outputs, job.started_at or 0, mapping)
+        for kind, data in events.new_artifacts(outputs, watch.seen, mapping):
+            self.store.add_event(job.id, kind, events.scrub({"kind": job.kind.value, **data}, self.redact))
 
     def _check_end(self, job: JobRecord, watch: Watch) -> bool:
         if watch.popen is not None:
@@ -452,6 +488,8 @@ class JobManager:
         returncode = exit_record["returncode"] if exit_record else None
         handler = self._handler(job.kind)
         outcome = handler.outcome(job, returncode, watch.parser, job.cancel_requested_at is not None)
+        self._announce_progress(job, watch, math.inf)
+        self._announce_artifacts(job, watch, outcome.outputs)
         self._finish(job, outcome, returncode, watch)
         return True
 
@@ -494,6 +532,7 @@ class JobManager:
             outputs=outcome.outputs,
             progress=progress,
             log_offset=watch.offset if watch else job.log_offset,
+            event=(events.FINAL[outcome.state], self._final_event_data(job, outcome, returncode)),
         ):
             result = records.ResultFile(
                 state=outcome.state,
@@ -507,3 +546,12 @@ class JobManager:
             records.write_result(job.job_dir, result)
         self._watches.pop(job.id, None)
         log.info("job %s ended: %s (rc=%s)", job.id, outcome.state.value, returncode)
+
+    def _final_event_data(self, job: JobRecord, outcome: Outcome, returncode: int | None) -> dict[str, Any]:
+        data = {
+            "kind": job.kind.value,
+            "exit_code": returncode,
+            "error": outcome.error.model_dump() if outcome.error else None,
+            "outputs": outcome.outputs,
+        }
+        return events.scrub(data, self.redact)

@@ -59,7 +59,38 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_state_lane ON jobs(state, lane_kind, seq);
         """,
     ),
+    (
+        "0002_events",
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX events_job ON events(job_id, seq);
+        """,
+    ),
 ]
+
+Event = tuple[str, dict[str, Any]]
+"""An event to record with a write: its type (`lora_mcp.jobs.events.EVENT_TYPES`) and its JSON data."""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One row of the event log: what happened to a job, in the order it happened (`seq` only grows)."""
+
+    seq: int
+    job_id: str
+    type: str
+    data: dict[str, Any]
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobEvent:
+        return cls(row["seq"], row["job_id"], row["type"], json.loads(row["data"]), row["created_at"])
 
 
 @dataclass(frozen=True)
@@ -154,6 +185,8 @@ class JobStore:
         """What was wrong with jobs.db when this store opened it; None when it was sound."""
         self.moved_aside: Path | None = None
         """Where the damaged jobs.db was moved (its -wal and -shm beside it with the same prefix)."""
+        self.last_event_seq = 0
+        """The newest event seq this process wrote or saw: a cheap "anything new?" for readers in this process."""
         self.imported: list[str] = []
         """Ids of the jobs this open re-imported from their folders, oldest first."""
         self._open()
@@ -307,8 +340,11 @@ class JobStore:
                 applied.append(name)
         return applied
 
-    def insert(self, **values: Any) -> JobRecord:
-        """Insert a queued job. With an idempotency key that exists, return the existing job instead."""
+    def insert(self, *, event: Event | None = None, **values: Any) -> JobRecord:
+        """Insert a queued job. With an idempotency key that exists, return the existing job instead.
+
+        `event` is recorded in the same transaction, only when this call inserted the job.
+        """
         values.setdefault("created_at", time.time())
         values.setdefault("state", JobState.QUEUED.value)
         values.setdefault("progress", Progress(phase=Phase.QUEUED))
@@ -322,6 +358,8 @@ class JobStore:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (values["id"],)).fetchone()
             if row is None:
                 _insert_row(conn, values)
+                if event is not None:
+                    self._add_event(conn, values["id"], event)
                 row = conn.execute("SELECT * FROM jobs WHERE id = ?", (values["id"],)).fetchone()
         return JobRecord.from_row(row)
 
@@ -335,8 +373,14 @@ class JobStore:
             row = self._conn.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return JobRecord.from_row(row) if row else None
 
-    def update(self, job_id: str, *, only_if_state: JobState | None = None, **values: Any) -> bool:
-        """Set columns of one job; with only_if_state, only when it is still in that state. True if written."""
+    def update(
+        self, job_id: str, *, only_if_state: JobState | None = None, event: Event | None = None, **values: Any
+    ) -> bool:
+        """Set columns of one job; with only_if_state, only when it is still in that state. True if written.
+
+        `event` is recorded in the same transaction, only when the row was written: a state change and its event
+        happen together or not at all, whichever of several managers makes it.
+        """
         unknown = set(values) - _COLUMNS
         if unknown:
             raise ValueError(f"unknown job columns: {sorted(unknown)}")
@@ -348,9 +392,12 @@ class JobStore:
             sql += " AND state = ?"
             params.append(only_if_state.value)
         with self._tx() as conn:
-            return conn.execute(sql, params).rowcount == 1
+            written = conn.execute(sql, params).rowcount == 1
+            if written and event is not None:
+                self._add_event(conn, job_id, event)
+            return written
 
-    def claim(self, job_id: str, lane: str) -> bool:
+    def claim(self, job_id: str, lane: str, *, event: Event | None = None) -> bool:
         """Atomically move a queued job onto a lane that nobody runs on, even across processes."""
         with self._tx() as conn:
             cursor = conn.execute(
@@ -366,7 +413,51 @@ class JobStore:
                     lane,
                 ),
             )
+            if cursor.rowcount == 1 and event is not None:
+                self._add_event(conn, job_id, (event[0], {**event[1], "lane": lane}))
             return cursor.rowcount == 1
+
+    # -- the event log ----------------------------------------------------------------------------------------
+
+    def _add_event(self, conn: sqlite3.Connection, job_id: str, event: Event) -> int:
+        kind, data = event
+        cursor = conn.execute(
+            "INSERT INTO events (job_id, type, data, created_at) VALUES (?, ?, ?, ?)",
+            (job_id, kind, json.dumps(data), time.time()),
+        )
+        seq = int(cursor.lastrowid or 0)
+        # Set before COMMIT, but readers query under the same lock, which this transaction holds until it commits.
+        self.last_event_seq = max(self.last_event_seq, seq)
+        return seq
+
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any]) -> int:
+        """Append one event to the log; return its sequence number."""
+        with self._tx() as conn:
+            return self._add_event(conn, job_id, (kind, data))
+
+    def events(
+        self, *, after: int = 0, job_id: str | None = None, types: tuple[str, ...] = (), limit: int = 1000
+    ) -> list[JobEvent]:
+        """Events with seq > `after`, oldest first (of one job, of some types, when asked)."""
+        sql, params = "SELECT * FROM events WHERE seq > ?", list[Any]([after])
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        if types:
+            sql += f" AND type IN ({', '.join('?' * len(types))})"
+            params.extend(types)
+        sql += " ORDER BY seq LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, limit]).fetchall()
+        return [JobEvent.from_row(r) for r in rows]
+
+    def max_event_seq(self) -> int:
+        """The newest event's seq in the database (written by any process), 0 when there is none."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(seq) FROM events").fetchone()
+        seq = int(row[0] or 0)
+        self.last_event_seq = max(self.last_event_seq, seq)
+        return seq
 
     def list_jobs(
         self, *, kind: JobKind | None = None, state: JobState | None = None, limit: int = 100

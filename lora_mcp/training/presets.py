@@ -16,13 +16,18 @@ Where the choices come from (AI-Toolkit at `aitk_keys.AITK_COMMIT`, and its issu
 
 The estimate, in GB (1e9 bytes), is a sum of documented parts; it is a planning figure, not a measurement:
   weights      = transformer_params * bytes(precision) * (1 - offloaded share)
-                 + text_encoder_params * bytes(precision)   (0 when text embeddings are cached: the encoder unloads)
+                 + text encoder bytes   (0 when text embeddings are cached: the encoder unloads)
                  + VAE
+                 The text encoder's input and output embeddings are tied: one bf16 matrix unquantized; quantized,
+                 the embedding stays bf16 and lm_head gets its own 8-bit copy, so 1 byte per parameter + 2 per
+                 embedding parameter.
   lora         = LORA_PARAMS_PER_RANK * rank * optimizer bytes per parameter
                  (fp32 weight + fp32 gradient + optimizer state: adamw 8, adamw8bit 2, adafactor ~4)
   activations  = batch_size * (largest_resolution / 1024)^2 * ACTIVATION_GB_PER_MEGAPIXEL
                  (x4 without gradient checkpointing)
   overhead     = CUDA context, allocator slack, sampling
+The parameter counts and the weights term are checked exactly against the architecture built on the meta device
+(tests/test_calibrate_vram.py); `scripts/calibrate_vram.py` measures the whole estimate on a GPU.
 """
 
 from __future__ import annotations
@@ -35,15 +40,17 @@ from lora_mcp.errors import InvalidInput
 TierName = Literal["plenty", "24gb", "16gb", "12gb", "8gb"]
 OptimizerName = Literal["adamw8bit", "adamw", "adafactor"]
 
-TRANSFORMER_PARAMS = 6.15e9
-"""Z-Image's single-stream DiT (about 6B parameters)."""
-TEXT_ENCODER_PARAMS = 4.02e9
-"""Qwen3-4B, Z-Image's text encoder."""
-VAE_GB = 0.17
+TRANSFORMER_PARAMS = 6_154_908_736
+"""Z-Image's single-stream DiT, counted on the meta device (lora_mcp.training.zimage_arch)."""
+TEXT_ENCODER_PARAMS = 4_022_468_096
+"""Qwen3-4B, Z-Image's text encoder (tied embeddings counted once)."""
+TEXT_ENCODER_EMBEDDING_PARAMS = 388_956_160
+"""Its 151936 x 2560 token embedding, tied to lm_head."""
+VAE_GB = 83_819_683 * 2 / 1e9
 """The 16-channel Flux-style VAE in bf16."""
-LORA_PARAMS_PER_RANK = 2.98e6
-"""LoRA parameters per unit of rank: 34 blocks of attention (4 x 3840x3840), feed-forward (3 x 3840x10240) and
-adaLN (256x15360) linears, each adding (in + out) * rank parameters."""
+LORA_PARAMS_PER_RANK = 2_657_280
+"""LoRA parameters per unit of rank: AI-Toolkit targets the linears of the 30 main `layers` only (not the refiners):
+attention (4 x 3840x3840), feed-forward (3 x 3840x10240) and adaLN (256x15360), each adding (in + out) * rank."""
 OPTIMIZER_BYTES: dict[OptimizerName, int] = {"adamw8bit": 10, "adamw": 16, "adafactor": 12}
 ACTIVATION_GB_PER_MEGAPIXEL = 2.0
 """Per sample at 1024x1024 (4096 image tokens) with gradient checkpointing: the saved block inputs plus one block
@@ -169,10 +176,17 @@ def estimate_vram(
     on_gpu = 1.0 - (tier.transformer_offload if tier.layer_offloading else 0.0)
     weights = TRANSFORMER_PARAMS * tier.bytes_per_weight * on_gpu / 1e9
     if not tier.cache_text_embeddings:
-        weights += TEXT_ENCODER_PARAMS * tier.bytes_per_weight / 1e9
+        weights += text_encoder_gb(quantized=tier.quantize)
     weights += VAE_GB
     lora = LORA_PARAMS_PER_RANK * rank * OPTIMIZER_BYTES[optimizer] / 1e9
     activations = batch_size * (max_resolution / 1024) ** 2 * ACTIVATION_GB_PER_MEGAPIXEL
     if not tier.gradient_checkpointing:
         activations *= NO_CHECKPOINTING_FACTOR
     return VramEstimate(weights, lora, activations, OVERHEAD_GB)
+
+
+def text_encoder_gb(*, quantized: bool) -> float:
+    """The resident text encoder: bf16 with one tied embedding, or 8-bit linears + bf16 embedding + 8-bit lm_head."""
+    if not quantized:
+        return TEXT_ENCODER_PARAMS * 2 / 1e9
+    return (TEXT_ENCODER_PARAMS + 2 * TEXT_ENCODER_EMBEDDING_PARAMS) / 1e9

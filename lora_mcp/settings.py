@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     gpus: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["0"])
     """GPU indices that get a training lane each (comma-separated)."""
 
+    executor: Literal["local", "ray"] = "local"
+    """Where job children run: `local` (supervised processes on this machine) or `ray` (Ray Jobs on a cluster)."""
+
+    ray_address: str | None = None
+    """With LORA_MCP_EXECUTOR=ray: the Ray cluster's dashboard address, e.g. `http://ray-head:8265`."""
+
+    ray_gpus_per_job: float = Field(default=1.0, ge=0)
+    """GPUs a GPU-lane job asks Ray for (`entrypoint_num_gpus`); CPU-lane jobs ask for none. 0 on a CPU-only test
+    cluster."""
+
+    ray_poll_interval: float = Field(default=0.5, gt=0, allow_inf_nan=False)
+    """Seconds between two reads of a Ray job's status and log (each read is an HTTP call to the dashboard)."""
+
     comfyui_loras_dir: Path | None = None
     """ComfyUI's models/loras folder, for export."""
 
@@ -101,12 +114,57 @@ class Settings(BaseSettings):
     """Let a training config send data off this machine (`save.push_to_hub`, `logging.use_wandb`). Off by default:
     an agent-written config must not publish a LoRA or its samples."""
 
+    inspect_workers: int | None = Field(default=None, ge=1)
+    """Processes that decode images in inspect_dataset (and the inspection inside generate_training_config,
+    start_training and view_dataset). Unset: one per CPU this server may run on; 1: decode in the server's own process,
+    no process pool."""
+
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO `http://minio:9000`, Supabase `https://<ref>.supabase.co/storage/v1/s3`); unset:
+    AWS."""
+
+    s3_bucket: str | None = None
+    """Bucket that export_lora(destination="s3") and LORA_MCP_UPLOAD_ON_SUCCESS upload to."""
+
+    s3_prefix: str = "loras/"
+    """Key prefix for exported LoRAs (`<prefix><name>.safetensors`)."""
+
+    s3_region: str = "us-east-1"
+    """Region for request signing (MinIO and SeaweedFS accept us-east-1)."""
+
+    s3_access_key_id: str | None = None
+    """Access key; unset: boto3's usual chain (AWS_* variables, ~/.aws, instance role)."""
+
+    s3_secret_access_key: str | None = None
+    """Secret key paired with LORA_MCP_S3_ACCESS_KEY_ID (redacted from anything an agent sees)."""
+
+    s3_presign_expiry_seconds: int = Field(default=3600, gt=0, le=604800)
+    """Lifetime of the presigned GET URL an S3 export returns (at most 7 days, S3's limit)."""
+
+    s3_multipart_threshold_mb: int = Field(default=16, ge=5)
+    """Files at least this big (MiB) are uploaded in parts of this size, several at once (S3's minimum part is 5)."""
+
+    s3_import_max_mb: int = Field(default=10240, gt=0)
+    """import_dataset refuses a source holding more than this many MiB to download."""
+
+    upload_on_success: bool = False
+    """Export every successful train job's LoRA to S3 automatically (get_job shows where it went)."""
+
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """URLs (comma-separated) that receive signed job events (Standard Webhooks: webhook-id/-timestamp/-signature)."""
+
+    webhook_secret: str | None = None
+    """Standard Webhooks signing secret, `whsec_<base64>` (redacted from anything an agent sees)."""
+
+    webhook_progress_every: float = Field(default=30.0, ge=0, allow_inf_nan=False)
+    """Seconds between two job.progress webhooks of one job (other events are always sent)."""
+
     @field_validator("roots", mode="before")
     @classmethod
     def _parse_roots(cls, value: object) -> object:
         return _split_paths(value)
 
-    @field_validator("gpus", "allowed_hosts", "trainer_env_passthrough", mode="before")
+    @field_validator("gpus", "allowed_hosts", "trainer_env_passthrough", "webhook_urls", mode="before")
     @classmethod
     def _parse_gpus(cls, value: object) -> object:
         if isinstance(value, str):
@@ -137,7 +195,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The secrets this server holds, to be redacted from anything shown to an agent."""
-        return [s for s in (self.http_token, self.openai_api_key) if s]
+        return [s for s in (self.http_token, self.openai_api_key, self.s3_secret_access_key, self.webhook_secret) if s]
 
     def trainer_python(self) -> Path:
         """The interpreter that runs AI-Toolkit's run.py."""

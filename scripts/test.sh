@@ -18,6 +18,17 @@ if ! [ -x .tools/node_modules/.bin/mcp-inspector ]; then
   npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/inspector@0.15.0 >/dev/null
 fi
 
+# The dashboard tests drive a real headless Chromium (Debian's package) through Playwright's Python API.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing and cannot be installed here (not root, no sudo): the dashboard tests will fail" >&2
+  fi
+fi
+
 "$VENV/bin/ruff" check lora_mcp tests benchmarks
 "$VENV/bin/ruff" format --check lora_mcp tests benchmarks
 "$VENV/bin/mypy"

@@ -17,10 +17,10 @@ import pytest
 from jobs_fixtures import new_manager, use_fake_aitk, wait_final, write_config
 
 from lora_mcp import gpu_handoff
+from lora_mcp.assembly import open_manager
 from lora_mcp.gpu_handoff import gpu_handoff_hooks, release_gpu_memory
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobState
-from lora_mcp.jobs.registry import open_manager
 from lora_mcp.jobs.status import job_status
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.settings import Settings, get_settings

@@ -14,10 +14,10 @@ from jobs_fixtures import wait_final, wait_until
 from mcp import Client
 from review_fixtures import TRIGGER, StubLLM, make_captioned_folder, numbered_captions
 
+from lora_mcp.assembly import default_kinds
 from lora_mcp.cli import main
 from lora_mcp.jobs.manager import JobManager, read_child_pid
 from lora_mcp.jobs.models import JobState
-from lora_mcp.jobs.registry import default_kinds
 from lora_mcp.review.params import ReviewParams
 from lora_mcp.review.reviewfile import load_review
 from lora_mcp.review.service import start_review

@@ -54,7 +54,7 @@ def caption_request(args: argparse.Namespace) -> CaptionRequest:
 
 def cmd_caption(args: argparse.Namespace) -> int:
     from lora_mcp.captioning.service import start_captioning
-    from lora_mcp.jobs.cli import follow, open_manager, show
+    from lora_mcp.jobs_cli import follow, open_manager, show
 
     manager = open_manager()
     status = start_captioning(manager, caption_request(args))

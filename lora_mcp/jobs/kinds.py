@@ -1,7 +1,13 @@
-"""The contract between the job manager and a kind of job (train now; caption and review plug in the same way)."""
+"""The contract between the job manager and a kind of job.
+
+The jobs layer knows no kind: every kind (training, captioning, review, ...) is a `KindHandler` that the application
+layer (`lora_mcp.assembly`) hands to the manager. A handler says how to launch its child, how to read its log, what
+it produced, how it ended, and what an agent reads about it (next steps, status extras).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,3 +75,12 @@ class KindHandler(Protocol):
     def outputs(self, job: JobRecord) -> dict[str, Any]: ...
 
     def outcome(self, job: JobRecord, returncode: int | None, parser: LogParser, cancel_requested: bool) -> Outcome: ...
+
+    @property
+    def next_steps(self) -> Mapping[JobState, str]:
+        """What an agent should call next, per state, where the generic text (lora_mcp.jobs.status) does not fit."""
+        ...
+
+    def status_extras(self, job: JobRecord, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Kind-specific fields of the job status (e.g. `training_result`), given the job's current outputs."""
+        ...

@@ -11,30 +11,31 @@ import codecs
 import json
 import logging
 import math
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from lora_mcp.errors import InvalidInput, NotFound
 from lora_mcp.jobs import events, records
+from lora_mcp.jobs.executors import Executor, ExecutorUnavailable, executor_name, make_executor
+from lora_mcp.jobs.executors.local import STARTUP_GRACE, pid_alive, read_child_pid, read_exit_code
 from lora_mcp.jobs.kinds import KindHandler, LaunchRefused, LogParser, Outcome
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
-from lora_mcp.jobs.status import write_launch_notes
 from lora_mcp.jobs.store import JobRecord, JobStore, new_job_id
-from lora_mcp.jobs.supervisor import CHILD_PID_NAME, EXIT_CODE_NAME, LOG_NAME
+from lora_mcp.jobs.supervisor import LOG_NAME
 from lora_mcp.secrets import Redactor
 from lora_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from lora_mcp.jobs.status import StatusParts
 
 log = logging.getLogger(__name__)
 
@@ -42,38 +43,7 @@ READ_CHUNK = 1 << 20
 PERSIST_EVERY = 0.5
 REATTACH_TAIL_BYTES = 64 * 1024
 WAIT_POLL = 0.05  # how often a waiting tool call looks at the in-memory progress
-STARTUP_GRACE = 10.0  # seconds a claimed job may have no supervisor pid yet (another manager is launching it)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True if a process with this pid exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def read_child_pid(job_dir: Path) -> int | None:
-    try:
-        return int((job_dir / CHILD_PID_NAME).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def read_exit_code(job_dir: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads((job_dir / EXIT_CODE_NAME).read_text()))
-    except (OSError, ValueError):
-        return None
+__all__ = ["STARTUP_GRACE", "JobManager", "pid_alive", "read_child_pid", "read_exit_code"]  # pid helpers: old home
 
 
 @dataclass
@@ -85,7 +55,6 @@ class Watch:
     decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     persisted_at: float = 0.0
     dirty: bool = False
-    popen: subprocess.Popen[bytes] | None = None
     killed: bool = False
     announced: tuple[Any, ...] | None = None
     """(phase, step, total) of the last progress event; None before the first."""
@@ -110,8 +79,16 @@ class JobManager:
         poll_interval: float = 0.1,
         cancel_grace_seconds: float = 30.0,
         before_gpu_launch: Sequence[PreLaunchHook] = (),
+        executor: Executor | None = None,
+        status_parts: Sequence[StatusParts] = (),
     ) -> None:
         self.settings = settings
+        self.status_parts = list(status_parts)
+        """What layers above the jobs layer add to every job status (`lora_mcp.jobs.status.EXTRA_FIELDS`)."""
+        self.executor = executor or make_executor(settings.executor, settings)
+        """Runs the children of jobs this manager launches (LORA_MCP_EXECUTOR); jobs keep the one that launched them."""
+        self._executors: dict[str, Executor] = {self.executor.name: self.executor}
+        self._executor_of: dict[str, Executor] = {}  # job id -> its executor, so a tick reads executor.json once
         self.before_gpu_launch = list(before_gpu_launch)
         self.store = JobStore(settings.db_path, settings.jobs_dir)
         self.redact = Redactor.from_environment(settings.secret_values())
@@ -352,7 +329,21 @@ class JobManager:
         except KeyError:
             raise InvalidInput(f"This server cannot run jobs of kind {kind.value!r}.") from None
 
+    def executor_for(self, job: JobRecord) -> Executor:
+        """The executor that launched `job` (recorded in its job dir; none recorded: local)."""
+        executor = self._executor_of.get(job.id)
+        if executor is None:
+            name = executor_name(job.job_dir)
+            if name not in self._executors:
+                self._executors[name] = make_executor(name, self.settings)
+            executor = self._executors[name]
+            if (job.job_dir / records.LAUNCH_NAME).exists():  # launched: the choice is final, remember it
+                self._executor_of[job.id] = executor
+        return executor
+
     def _new_watch(self, job: JobRecord, reattaching: bool) -> Watch:
+        if reattaching:
+            self.executor_for(job).reattach(job)
         parser = self._handler(job.kind).make_parser(job)
         if reattaching and job.log_offset:
             # Rebuild the recent tail from just before the saved offset, then carry on from the offset itself.
@@ -386,27 +377,18 @@ class JobManager:
                 None,
             )
             return
-        env = {**(os.environ if spec.inherit_env else {}), "PYTHONUNBUFFERED": "1", **spec.env}
-        if on_gpu and job.lane:
-            env["CUDA_VISIBLE_DEVICES"] = job.lane.split(":", 1)[1]
-        command = [
-            sys.executable,
-            "-m",
-            "lora_mcp.jobs.supervisor",
-            str(job.job_dir),
-            str(spec.cwd),
-            "--",
-            *spec.command,
-        ]
-        with open(job.job_dir / "supervisor.log", "ab") as err:
-            popen = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env, start_new_session=True
-            )
-        launch = records.LaunchFile(spec.command, str(spec.cwd), job.lane, job.started_at, popen.pid)
+        self._executor_of[job.id] = self.executor
+        try:
+            launched = self.executor.launch(job, spec)
+        except ExecutorUnavailable as exc:
+            log.warning("job %s could not be launched: %s", job.id, exc.error.message)
+            self._finish(job, Outcome(JobState.FAILED, exc.error), None)
+            return
+        launch = records.LaunchFile(spec.command, str(spec.cwd), job.lane, job.started_at, launched.supervisor_pid)
         records.write_launch(job.job_dir, launch)  # with job.json, what a rebuild of jobs.db needs to reattach
         progress = Progress(phase=Phase.STARTING, message="starting")
-        self.store.update(job.id, supervisor_pid=popen.pid, progress=progress)
-        self._watches[job.id] = Watch(parser=handler.make_parser(job), offset=0, popen=popen)
+        self.store.update(job.id, supervisor_pid=launched.supervisor_pid, progress=progress)
+        self._watches[job.id] = Watch(parser=handler.make_parser(job), offset=0)
         log.info("started job %s on %s: %s", job.id, job.lane, " ".join(spec.command))
 
     def _run_pre_launch_hooks(self, job: JobRecord) -> None:
@@ -421,15 +403,12 @@ class JobManager:
         if notes:
             with open(job.job_dir / LOG_NAME, "a", encoding="utf-8") as fh:
                 fh.writelines(f"lora-mcp: {line}\n" for line in notes)
-            write_launch_notes(job.job_dir, notes)
+            records.write_launch_notes(job.job_dir, notes)
 
     def _pump(self, job: JobRecord, watch: Watch) -> bool:
         """Feed new log bytes to the parser; persist progress now and then. True if anything was read."""
-        try:
-            with open(job.job_dir / LOG_NAME, "rb") as fh:
-                fh.seek(watch.offset)
-                data = fh.read(READ_CHUNK)
-        except OSError:
+        data = self.executor_for(job).read_log(job, watch.offset, READ_CHUNK)
+        if data is None:
             return False
         if data:
             watch.offset += len(data)
@@ -442,7 +421,7 @@ class JobManager:
         return bool(data)
 
     def _persist(self, job: JobRecord, watch: Watch) -> None:
-        child_pid = job.child_pid or read_child_pid(job.job_dir)
+        child_pid = self.executor_for(job).child_pid(job)
         self.store.update(job.id, log_offset=watch.offset, progress=watch.parser.progress, child_pid=child_pid)
         watch.persisted_at = time.monotonic()
         watch.dirty = False
@@ -472,20 +451,16 @@ class JobManager:
             self.store.add_event(job.id, kind, events.scrub({"kind": job.kind.value, **data}, self.redact))
 
     def _check_end(self, job: JobRecord, watch: Watch) -> bool:
-        if watch.popen is not None:
-            watch.popen.poll()  # reap our own supervisor so it does not linger as a zombie
-        exit_record = read_exit_code(job.job_dir)
-        child_pid = job.child_pid or read_child_pid(job.job_dir)
-        starting = job.supervisor_pid is None and time.time() - (job.started_at or 0) < STARTUP_GRACE
-        if exit_record is None and (starting or pid_alive(job.supervisor_pid) or pid_alive(child_pid)):
-            self._escalate(job, watch, child_pid)
+        ended = self.executor_for(job).poll(job)
+        if ended is None:
+            self._escalate(job, watch)
             return False
         # Drain what the child wrote last before judging it.
         while self._pump(job, watch):
             pass
         watch.parser.feed(watch.decoder.decode(b"", final=True))
         watch.parser.close()
-        returncode = exit_record["returncode"] if exit_record else None
+        returncode = ended.returncode
         handler = self._handler(job.kind)
         outcome = handler.outcome(job, returncode, watch.parser, job.cancel_requested_at is not None)
         self._announce_progress(job, watch, math.inf)
@@ -493,7 +468,7 @@ class JobManager:
         self._finish(job, outcome, returncode, watch)
         return True
 
-    def _escalate(self, job: JobRecord, watch: Watch, child_pid: int | None) -> None:
+    def _escalate(self, job: JobRecord, watch: Watch) -> None:
         if job.cancel_requested_at is None or watch.killed:
             return
         if time.time() - job.cancel_requested_at >= self.cancel_grace_seconds:
@@ -502,18 +477,7 @@ class JobManager:
             watch.killed = True
 
     def _signal(self, job: JobRecord, signum: int) -> None:
-        child_pid = job.child_pid or read_child_pid(job.job_dir)
-        targets = [("group", child_pid)] if pid_alive(child_pid) else [("pid", job.supervisor_pid)]
-        for how, pid in targets:
-            if not pid:
-                continue
-            try:
-                if how == "group":
-                    os.killpg(pid, signum)
-                else:
-                    os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        self.executor_for(job).signal(job, signum)
 
     def _finish(self, job: JobRecord, outcome: Outcome, returncode: int | None, watch: Watch | None = None) -> None:
         progress = watch.parser.progress if watch else job.progress
@@ -545,6 +509,8 @@ class JobManager:
             )
             records.write_result(job.job_dir, result)
         self._watches.pop(job.id, None)
+        self.executor_for(job).release(job)
+        self._executor_of.pop(job.id, None)
         log.info("job %s ended: %s (rc=%s)", job.id, outcome.state.value, returncode)
 
     def _final_event_data(self, job: JobRecord, outcome: Outcome, returncode: int | None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class JobKind(StrEnum):
     TRAIN = "train"
     CAPTION = "caption"
     REVIEW = "review"
+    IMPORT = "import"
 
 
 class Phase(StrEnum):

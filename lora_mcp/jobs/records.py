@@ -32,11 +32,13 @@ PARAMS_NAME = "params.json"
 LAUNCH_NAME = "command.json"
 CANCEL_NAME = "cancel_requested.json"
 RESULT_NAME = "result.json"
+LAUNCH_NOTES_NAME = "launch_notes.json"
 
 LEGACY_ID = re.compile(r"^(?P<kind>train|caption|review)-(?P<when>\d{8}-\d{6})-[0-9a-f]{6}$")
 LEGACY_SETTLE_SECONDS = 60.0
 """A folder without job.json this young may be a submit in progress in another process: leave it for now."""
-LEGACY_LANE_KIND = {JobKind.TRAIN: "gpu", JobKind.CAPTION: "gpu", JobKind.REVIEW: "cpu"}
+LEGACY_LANE_KIND = {"train": "gpu", "caption": "gpu", "review": "cpu"}
+"""Lanes of the kinds that existed before job.json: a fixed fact of that old folder format, not a kind registry."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,20 @@ def write_result(job_dir: Path, result: ResultFile) -> None:
         "progress": result.progress.model_dump(mode="json"),
     }
     _best_effort(job_dir, RESULT_NAME, json.dumps(data, indent=2))
+
+
+def write_launch_notes(job_dir: Path, notes: list[str]) -> None:
+    """Record what happened just before a job started (read back by `read_launch_notes`)."""
+    (job_dir / LAUNCH_NOTES_NAME).write_text(json.dumps(notes, indent=2), encoding="utf-8")
+
+
+def read_launch_notes(job_dir: Path) -> list[str]:
+    """The launch notes of a job, or [] when it has none (or they cannot be read)."""
+    try:
+        notes = json.loads((job_dir / LAUNCH_NOTES_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def _best_effort(job_dir: Path, name: str, text: str) -> None:
@@ -192,8 +208,8 @@ def legacy_job(job_dir: Path, now: float) -> JobFile | None:
         created_at = mtime
     kind = JobKind(match["kind"])
     params = _read_json(job_dir / PARAMS_NAME) or {}
-    lane_kind = LEGACY_LANE_KIND[kind]
-    if kind is JobKind.CAPTION and params.get("backend") not in (None, "joycaption"):
+    lane_kind = LEGACY_LANE_KIND[kind.value]
+    if kind.value == "caption" and params.get("backend") not in (None, "joycaption"):
         lane_kind = "cpu"  # as start_captioning chose: only JoyCaption needs a GPU
     return JobFile(job_dir.name, kind, lane_kind, params, None, None, created_at)
 

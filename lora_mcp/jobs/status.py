@@ -1,34 +1,64 @@
-"""The job status an agent reads: one shape for every kind."""
+"""The job status an agent reads: one shape for every kind, filled in by the kind's handler.
+
+The jobs layer fills the common fields (state, progress, timing, queue position). What is particular to a kind (its
+next steps, extra fields such as a train job's `training_result`) comes from its `KindHandler`; nothing here names a
+kind.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializeAsAny
 
-from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase
+from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
+from lora_mcp.jobs.records import LAUNCH_NOTES_NAME, read_launch_notes, write_launch_notes
 from lora_mcp.jobs.store import JobRecord
-from lora_mcp.training.result import TrainingResult, training_result
 
-LAUNCH_NOTES_NAME = "launch_notes.json"
+if TYPE_CHECKING:  # the manager imports nothing from here; at run time the argument is duck-typed the same way
+    from lora_mcp.jobs.manager import JobManager
+
+__all__ = [
+    "LAUNCH_NOTES_NAME",
+    "NEXT_STEP",
+    "JobOutputs",
+    "JobStatus",
+    "StatusPart",
+    "build_status",
+    "job_outputs",
+    "job_status",
+    "read_launch_notes",
+    "redacted",
+    "write_launch_notes",
+]
 
 NEXT_STEP = {
     JobState.QUEUED: "Call wait_for_job to follow it; it starts when its lane is free.",
     JobState.RUNNING: "Call wait_for_job again (it returns within ~45 s) until the state is final.",
-    JobState.SUCCEEDED: "Done. outputs.lora_path is the LoRA; get_job(include_images=True) shows samples; "
-    "export_lora copies it into ComfyUI's LoRA folder.",
-    JobState.FAILED: "Read error.hint, fix the cause, then resume_training (training continues from its last "
-    "checkpoint).",
-    JobState.CANCELLED: "Cancelled. resume_training continues from the last saved checkpoint.",
+    JobState.SUCCEEDED: "Done. outputs lists what the job produced.",
+    JobState.FAILED: "Read error.hint, fix the cause, then start the job again.",
+    JobState.CANCELLED: "Cancelled.",
 }
+"""The generic next step per state; a kind's `next_steps` replaces the ones it knows better."""
+
+EXTRA_FIELDS = ("training_result", "upload", "webhooks")
+"""JobStatus fields filled from outside the jobs layer (each a StatusPart subclass, or None): `training_result` by
+the train kind's `status_extras` (the name it had before kinds described themselves, so the JSON an agent reads did
+not change); `upload` and `webhooks` by the manager's `status_parts`, which the application wires in."""
+
+StatusParts = Callable[[JobRecord], dict[str, Any]]
+"""Fills some EXTRA_FIELDS of any job's status (e.g. where its LoRA was uploaded, how its webhooks went)."""
+
+
+class StatusPart(BaseModel):
+    """A part of a job's status that a layer above the jobs layer describes (its fields are that layer's)."""
 
 
 class JobOutputs(BaseModel):
-    """Files a job produced. Train jobs fill lora_path, checkpoints and samples; other kinds use details."""
+    """Files a job produced: a LoRA, its checkpoints and samples where the kind makes them; anything else in details."""
 
     lora_path: str | None = None
     checkpoints: list[str] = Field(default_factory=list)
@@ -61,14 +91,26 @@ class JobStatus(BaseModel):
         default_factory=list,
         description="What lora-mcp did just before the job started, e.g. asking ComfyUI and Ollama to free GPU memory.",
     )
-    training_result: TrainingResult | None = Field(
-        None, description="For a finished train job: success, paths and timing in one place."
+    training_result: SerializeAsAny[StatusPart] | None = Field(
+        None,
+        description="For a finished train job: success, lora_path, output_dir, config_path, steps, "
+        "training_time_seconds, started_at, finished_at and error in one place.",
+    )
+    upload: SerializeAsAny[StatusPart] | None = Field(
+        None,
+        description="With LORA_MCP_UPLOAD_ON_SUCCESS: the automatic S3 upload of the LoRA (state pending, done or "
+        "failed; uri, a presigned url, attempts, error).",
+    )
+    webhooks: SerializeAsAny[StatusPart] | None = Field(
+        None,
+        description="With LORA_MCP_WEBHOOK_URLS: this job's webhook deliveries (delivered, pending, failed, "
+        "last_error, last_delivered_at).",
     )
     next_step: str = Field(description="What to call next.")
 
 
 def job_outputs(raw: dict[str, Any]) -> JobOutputs:
-    """Shape a kind's raw outputs dict for the agent."""
+    """Shape a kind's raw outputs dict for the agent (keys JobOutputs names go to their fields, the rest to details)."""
     known = {k: raw.get(k) for k in ("lora_path", "output_dir") if raw.get(k) is not None}
     return JobOutputs(
         **known,
@@ -83,21 +125,9 @@ def job_outputs(raw: dict[str, Any]) -> JobOutputs:
     )
 
 
-def write_launch_notes(job_dir: Path, notes: list[str]) -> None:
-    """Record what happened just before a job started (read back by `read_launch_notes`)."""
-    (job_dir / LAUNCH_NOTES_NAME).write_text(json.dumps(notes, indent=2), encoding="utf-8")
-
-
-def read_launch_notes(job_dir: Path) -> list[str]:
-    """The launch notes of a job, or [] when it has none (or they cannot be read)."""
-    try:
-        notes = json.loads((job_dir / LAUNCH_NOTES_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    return [str(n) for n in notes] if isinstance(notes, list) else []
-
-
-def build_status(job: JobRecord, *, progress: Any, queue_position: int | None, outputs: dict[str, Any]) -> JobStatus:
+def build_status(
+    job: JobRecord, *, progress: Progress, queue_position: int | None, outputs: dict[str, Any]
+) -> JobStatus:
     """Combine the stored record, the freshest progress and the current outputs."""
     end = job.finished_at or time.time()
     return JobStatus(
@@ -122,20 +152,27 @@ def build_status(job: JobRecord, *, progress: Any, queue_position: int | None, o
     )
 
 
-def job_status(manager: Any, job: JobRecord) -> JobStatus:
+def job_status(manager: JobManager, job: JobRecord) -> JobStatus:
     """The status of `job` as `manager` sees it now (live progress while it runs, fresh outputs)."""
+    handler = manager.handlers.get(job.kind)
     outputs = job.outputs
-    if not job.state.final or not outputs:
-        handler = manager.handlers.get(job.kind)
-        outputs = handler.outputs(job) if handler is not None and job.state != JobState.QUEUED else outputs
+    if (not job.state.final or not outputs) and handler is not None and job.state != JobState.QUEUED:
+        outputs = handler.outputs(job)
     status = build_status(
         job, progress=manager.live_progress(job), queue_position=manager.queue_position(job), outputs=outputs
     )
-    if job.kind == JobKind.TRAIN and job.state.final:
-        status = status.model_copy(update={"training_result": training_result(job, outputs)})
-    next_step = getattr(manager.handlers.get(job.kind), "next_steps", {}).get(job.state)
+    update: dict[str, Any] = {}
+    # Handlers that leave the optional parts out (small test kinds) get the generic status.
+    next_step = getattr(handler, "next_steps", {}).get(job.state)
     if next_step:
-        status = status.model_copy(update={"next_step": next_step})
+        update["next_step"] = next_step
+    extras = getattr(handler, "status_extras", None)
+    if extras is not None:
+        update.update({k: v for k, v in extras(job, outputs).items() if k in EXTRA_FIELDS})
+    for parts in getattr(manager, "status_parts", ()):
+        update.update({k: v for k, v in parts(job).items() if k in EXTRA_FIELDS})
+    if update:
+        status = status.model_copy(update=update)
     return redacted(status, manager.redact)
 
 
@@ -143,4 +180,12 @@ def redacted(status: JobStatus, redact: Callable[[str], str]) -> JobStatus:
     """The status with every text in it passed through `redact` (messages and errors come from the trainer's log)."""
     text = status.model_dump_json()
     clean = redact(text)
-    return status if clean == text else JobStatus.model_validate_json(clean)
+    if clean == text:
+        return status
+    data = json.loads(clean)
+    # A kind's extra model is rebuilt as its own class (the field is typed as any model).
+    for name in EXTRA_FIELDS:
+        value = getattr(status, name)
+        if isinstance(value, StatusPart) and data.get(name) is not None:
+            data[name] = type(value).model_validate(data[name])
+    return JobStatus.model_validate(data)

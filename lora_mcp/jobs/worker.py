@@ -98,7 +98,11 @@ class WorkerKind:
     lane_kind: str
     module: str
     next_steps: Mapping[JobState, str] = field(default_factory=dict)
-    """What the agent should call next, per state, where the train-oriented default (jobs.status) does not fit."""
+    """What the agent should call next, per state, where the generic text (jobs.status.NEXT_STEP) does not fit."""
+
+    def status_extras(self, job: JobRecord, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Workers report everything in their outputs: no extra status fields."""
+        return {}
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec:
         return LaunchSpec(

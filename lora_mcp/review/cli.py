@@ -32,7 +32,7 @@ def review_params(args: argparse.Namespace) -> ReviewParams:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from lora_mcp.jobs.cli import follow, open_manager, show
+    from lora_mcp.jobs_cli import follow, open_manager, show
     from lora_mcp.review.service import review_status, start_review
 
     manager = open_manager()

@@ -9,7 +9,7 @@ from lora_mcp.settings import get_settings
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Handler of `lora-mcp export`."""
-    from lora_mcp.jobs.registry import open_manager
+    from lora_mcp.assembly import open_manager
     from lora_mcp.training.export import export_lora
 
     result = export_lora(open_manager(get_settings()), args.job_id, "comfyui", args.checkpoint, args.name)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from lora_mcp.jobs.models import JobState
+from lora_mcp.jobs.status import StatusPart
 from lora_mcp.jobs.store import JobRecord
 
 
-class TrainingResult(BaseModel):
+class TrainingResult(StatusPart):
     """The outcome of one training run, in the shape the service lora-mcp replaces used."""
 
     success: bool = Field(description="True when the run ended and the final LoRA file exists.")

@@ -23,9 +23,17 @@ from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import collect_outputs
 from lora_mcp.training.logparse import AitkLogParser
 from lora_mcp.training.plan import ConfigPlan, plan_config, read_config_bytes
+from lora_mcp.training.result import training_result
 
 CONFIG_COPY = "config.yaml"
 MIN_FREE_DISK_GB = 2.0
+NEXT_STEPS = {
+    JobState.SUCCEEDED: "Done. outputs.lora_path is the LoRA; get_job(include_images=True) shows samples; "
+    "export_lora copies it into ComfyUI's LoRA folder.",
+    JobState.FAILED: "Read error.hint, fix the cause, then resume_training (training continues from its last "
+    "checkpoint).",
+    JobState.CANCELLED: "Cancelled. resume_training continues from the last saved checkpoint.",
+}
 
 
 def trainer_paths(settings: Settings) -> tuple[Path, Path]:
@@ -87,12 +95,24 @@ def preflight(plan: ConfigPlan, settings: Settings) -> None:
                 hint="Fix them (inspect_dataset lists each with a fix), then start again.",
             )
     plan.training_folder.mkdir(parents=True, exist_ok=True)
+    check_cluster_storage(plan, settings)
     free_gb = shutil.disk_usage(plan.training_folder).free / 1e9
     if free_gb < MIN_FREE_DISK_GB:
         raise OperationFailed(
             f"Only {free_gb:.1f} GB free in {plan.training_folder}.",
             hint=f"Free at least {MIN_FREE_DISK_GB} GB (checkpoints and samples) and retry.",
         )
+
+
+def check_cluster_storage(plan: ConfigPlan, settings: Settings) -> None:
+    """With the Ray executor: the cluster must see AI-Toolkit, the datasets, the output and job folders (a probe)."""
+    if settings.executor != "ray":
+        return
+    from lora_mcp.jobs.executors.ray import RayExecutor, check_shared_paths
+
+    toolkit, python = trainer_paths(settings)
+    read = [toolkit / "run.py", python, *plan.dataset_folders]
+    check_shared_paths(RayExecutor.from_settings(settings), read=read, write=[plan.training_folder, settings.jobs_dir])
 
 
 def refuse_links_out(folder: Path, settings: Settings) -> None:
@@ -193,6 +213,11 @@ class TrainKind:
 
     kind = JobKind.TRAIN
     lane_kind = "gpu"
+    next_steps = NEXT_STEPS
+
+    def status_extras(self, job: JobRecord, outputs: dict[str, Any]) -> dict[str, Any]:
+        """A finished run's `training_result` (success, paths, timing)."""
+        return {"training_result": training_result(job, outputs)} if job.state.final else {}
 
     def launch_spec(self, job: JobRecord, settings: Settings) -> LaunchSpec:
         toolkit, python = trainer_paths(settings)

@@ -1,4 +1,5 @@
-"""`lora-mcp train` and `lora-mcp jobs ...`: the job system for people at a terminal."""
+"""`lora-mcp train` and `lora-mcp jobs ...`: the job system for people at a terminal (application layer: it opens
+the manager with every kind, through lora_mcp.assembly)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lora_mcp.settings import get_settings
 
 
 def open_manager() -> JobManager:
-    from lora_mcp.jobs.registry import open_manager as open_for
+    from lora_mcp.assembly import open_manager as open_for
 
     return open_for(get_settings())
 

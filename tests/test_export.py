@@ -195,7 +195,7 @@ async def test_export_lora_tool_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_p
     async with Client(build_server(settings)) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         schema = tools["export_lora"].input_schema
-        assert set(schema["properties"]) == {"job_id", "destination", "checkpoint", "name"}
+        assert set(schema["properties"]) == {"job_id", "destination", "checkpoint", "name", "previews"}
         assert schema["required"] == ["job_id"]
         result = await client.call_tool("export_lora", {"job_id": job.id})
         assert not result.is_error, result.content

@@ -1,4 +1,6 @@
-"""Export a trained LoRA into ComfyUI's LoRA folder: an atomic copy plus a sidecar JSON with the trigger word.
+"""Export a trained LoRA into ComfyUI's LoRA folder (an atomic copy plus a sidecar JSON with the trigger word) or to
+an S3-compatible bucket (`lora_mcp.storage.upload`: verified upload, sidecar, presigned URL). Either way the export is
+recorded in the job's event log as `lora.exported` (what webhooks send).
 
 The copy goes to a hidden temp file in the destination folder, is fsynced, then renamed to the final name with
 `os.replace`, so ComfyUI (which lists the folder by extension) never sees a half-written `.safetensors`. An existing
@@ -24,6 +26,7 @@ from pydantic import BaseModel, Field
 from lora_mcp import __version__
 from lora_mcp.errors import InvalidInput, OperationFailed
 from lora_mcp.fsutil import atomic_write, write_text_atomic
+from lora_mcp.jobs import events
 from lora_mcp.jobs.manager import JobManager
 from lora_mcp.jobs.models import JobKind, JobState
 from lora_mcp.jobs.store import JobRecord
@@ -31,7 +34,7 @@ from lora_mcp.settings import Settings
 from lora_mcp.training.artifacts import TrainOutputs, collect_outputs, read_safetensors_metadata
 from lora_mcp.training.trainjob import frozen_process
 
-Destination = Literal["comfyui"]
+Destination = Literal["comfyui", "s3"]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
 CHUNK = 1 << 20
 FILE_MODE = 0o644  # ComfyUI often runs as another user (another container): the export must be world-readable
@@ -41,7 +44,8 @@ class ExportResult(BaseModel):
     """Where an exported LoRA landed and what its sidecar records."""
 
     job_id: str
-    path: str = Field(description="The LoRA file in ComfyUI's LoRA folder.")
+    destination: Destination = "comfyui"
+    path: str = Field(description="The LoRA file in ComfyUI's LoRA folder, or its s3:// URI.")
     sidecar_path: str = Field(description="The JSON beside it: trigger word, job id, step, base model, created.")
     file_name: str = Field(description="The name to pick in ComfyUI's LoraLoader nodes.")
     step: int | None
@@ -50,6 +54,11 @@ class ExportResult(BaseModel):
     size_bytes: int
     sha256: str
     already_present: bool = Field(description="True when the same file was already there (nothing was copied).")
+    url: str | None = Field(None, description="s3: a presigned GET URL for the LoRA (anyone holding it can download).")
+    url_expires_at: str | None = Field(None, description="s3: when the presigned URL stops working (UTC, ISO 8601).")
+    extras: dict[str, str] = Field(
+        default_factory=dict, description="s3 with previews: the contact sheet's and loss curve's s3:// URIs."
+    )
     next_step: str
 
 
@@ -59,18 +68,39 @@ def export_lora(
     destination: Destination = "comfyui",
     checkpoint: int | str | None = None,
     name: str | None = None,
+    previews: bool = False,
 ) -> ExportResult:
-    """Copy a train job's final LoRA (or one checkpoint) into ComfyUI's LoRA folder with a sidecar JSON."""
+    """Copy a train job's final LoRA (or one checkpoint) into ComfyUI's LoRA folder or upload it to S3."""
     job = manager.get(job_id)
-    target_dir = destination_dir(manager.settings, destination)
+    if destination == "comfyui":
+        destination_dir(manager.settings, destination)  # a missing folder is named before anything is read
+    elif destination != "s3":
+        raise InvalidInput(f"Unknown destination {destination!r}.", hint="Use destination='comfyui' or 's3'.")
     if job.kind != JobKind.TRAIN:
         raise InvalidInput(f"Job {job_id} is a {job.kind.value} job; only train jobs have a LoRA.", field="job_id")
     outputs = collect_outputs(Path(job.params["training_folder"]) / job.params["name"], job.params["name"])
     source, step = pick_source(job, outputs, checkpoint)
     stem = file_stem(job.params["name"] if name is None else name, step if checkpoint is not None else None)
-    target = target_dir / f"{stem}.safetensors"
     step = saved_step(source, step)
     digest = sha256_of(source)
+    config = read_job_config(job)
+    if destination == "s3":
+        result = _to_s3(manager.settings, job, outputs, source, stem, step, digest, config, previews)
+    else:
+        result = _to_comfyui(manager.settings, job, source, stem, step, digest, config)
+    if not result.already_present:
+        data = result.model_dump(mode="json", include={"destination", "path", "sidecar_path", "file_name", "step"})
+        data.update(sha256=digest, size_bytes=result.size_bytes, trigger_word=result.trigger_word, kind="train")
+        manager.store.add_event(job.id, events.LORA_EXPORTED, data)
+    return result
+
+
+def _to_comfyui(
+    settings: Settings, job: JobRecord, source: Path, stem: str, step: int | None, digest: str, config: dict[str, Any]
+) -> ExportResult:
+    """The atomic copy into ComfyUI's LoRA folder."""
+    target_dir = destination_dir(settings, "comfyui")
+    target = target_dir / f"{stem}.safetensors"
     already = target.exists()
     if already and sha256_of(target) != digest:
         raise OperationFailed(
@@ -78,12 +108,13 @@ def export_lora(
             hint=f"Export under another name (name='{stem}_v2'), or delete or rename the existing file first.",
         )
     sidecar = target.with_suffix(".json")
-    config = read_job_config(job)
     try:
         if not already:
             atomic_copy(source, target)
         if not sidecar.exists():
-            write_text_atomic(sidecar, json.dumps(sidecar_record(job, config, target, step, digest), indent=2) + "\n")
+            write_text_atomic(
+                sidecar, json.dumps(sidecar_record(job, config, target.name, step, digest), indent=2) + "\n"
+            )
     except OSError as exc:
         raise OperationFailed(
             f"Copying {source.name} into {target_dir} failed: {exc}. No partial file was left there.",
@@ -106,10 +137,66 @@ def export_lora(
     )
 
 
+def _to_s3(
+    settings: Settings,
+    job: JobRecord,
+    outputs: TrainOutputs,
+    source: Path,
+    stem: str,
+    step: int | None,
+    digest: str,
+    config: dict[str, Any],
+    previews: bool,
+) -> ExportResult:
+    """The verified upload to the configured bucket, with a presigned URL."""
+    from lora_mcp.storage.upload import upload_lora
+
+    file_name = f"{stem}.safetensors"
+    sidecar = sidecar_record(job, config, file_name, step, digest)
+    extras = preview_images(job, outputs) if previews else {}
+    upload = upload_lora(settings, source, stem, digest, sidecar, extras)
+    trigger = config.get("trigger_word")
+    return ExportResult(
+        job_id=job.id,
+        destination="s3",
+        path=upload.uri,
+        sidecar_path=upload.sidecar_uri,
+        file_name=file_name,
+        step=step,
+        trigger_word=trigger,
+        base_model=config.get("base_model"),
+        size_bytes=upload.size,
+        sha256=digest,
+        already_present=upload.already_present,
+        url=upload.url,
+        url_expires_at=datetime.fromtimestamp(upload.url_expires_at, UTC).isoformat(timespec="seconds"),
+        extras=upload.extra_uris,
+        next_step=f"Download it with the presigned url (valid {settings.s3_presign_expiry_seconds} s) or from "
+        f"{upload.uri}; export_lora again for a fresh url"
+        + (f"; the trigger word is '{trigger}'." if trigger else "."),
+    )
+
+
+def preview_images(job: JobRecord, outputs: TrainOutputs) -> dict[str, bytes]:
+    """The newest samples' contact sheet and the loss curve as PNG bytes, by file suffix (absent ones left out)."""
+    from lora_mcp.jobs.supervisor import LOG_NAME
+    from lora_mcp.training.artifacts import contact_sheet, loss_curve_png, loss_history, newest_samples
+
+    try:
+        log_text = (job.job_dir / LOG_NAME).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        log_text = ""
+    pictures = {
+        "contact-sheet.png": contact_sheet(newest_samples(outputs.samples)),
+        "loss.png": loss_curve_png(loss_history(log_text)),
+    }
+    return {name: data for name, data in pictures.items() if data is not None}
+
+
 def destination_dir(settings: Settings, destination: Destination) -> Path:
     """ComfyUI's LoRA folder from the settings, or an error saying what to set."""
     if destination != "comfyui":
-        raise InvalidInput(f"Unknown destination {destination!r}.", hint="Use destination='comfyui'.")
+        raise InvalidInput(f"Unknown destination {destination!r}.", hint="Use destination='comfyui' or 's3'.")
     folder = settings.comfyui_loras_dir
     if folder is None:
         raise OperationFailed(
@@ -197,12 +284,12 @@ def read_job_config(job: JobRecord) -> dict[str, Any]:
 
 
 def sidecar_record(
-    job: JobRecord, config: dict[str, Any], target: Path, step: int | None, digest: str
+    job: JobRecord, config: dict[str, Any], file_name: str, step: int | None, digest: str
 ) -> dict[str, Any]:
     """What the sidecar JSON holds."""
     trigger = config.get("trigger_word")
     return {
-        "file": target.name,
+        "file": file_name,
         "trigger_word": trigger,
         "activation text": trigger or "",
         "job_id": job.id,

@@ -109,7 +109,8 @@ def missing_module(exc: ModuleNotFoundError) -> OperationFailed:
     )
 
 
-def _translate(fn_name: str, exc: LoraMcpError | OSError | ModuleNotFoundError) -> StructuredToolError:
+def translate(fn_name: str, exc: LoraMcpError | OSError | ModuleNotFoundError) -> StructuredToolError:
+    """A domain error, an OS error or a missing library as the tool error an agent reads (REST problems use it too)."""
     if isinstance(exc, LoraMcpError):
         return StructuredToolError(exc)
     if isinstance(exc, ModuleNotFoundError):
@@ -173,7 +174,7 @@ def tool_errors(fn: F) -> F:
             try:
                 return await fn(*args, **kwargs)
             except (LoraMcpError, OSError, ModuleNotFoundError) as exc:
-                raise _translate(fn.__name__, exc) from exc
+                raise translate(fn.__name__, exc) from exc
 
         async_wrapper.__doc__ = description(fn.__doc__)
         return cast(F, async_wrapper)
@@ -183,7 +184,7 @@ def tool_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (LoraMcpError, OSError, ModuleNotFoundError) as exc:
-            raise _translate(fn.__name__, exc) from exc
+            raise translate(fn.__name__, exc) from exc
 
     wrapper.__doc__ = description(fn.__doc__)
     return cast(F, wrapper)

@@ -1,8 +1,13 @@
-"""The HTTP face of the server (streamable HTTP or SSE): bearer-token auth, DNS-rebinding protection, /healthz.
+"""The HTTP face of the server (streamable HTTP or SSE): bearer-token auth, DNS-rebinding protection, /healthz,
+the REST API under /api/v1 and the dashboard at /.
 
-Layers, outermost first: `BearerTokenMiddleware` (when a token is set; /healthz stays open for probes), then
-`HostCaseMiddleware` (Host and Origin lower-cased), then the SDK's app, whose transport checks those headers against
-`transport_security_for(...)`.
+Layers, outermost first: `BearerTokenMiddleware` (when a token is set; /healthz and the dashboard's static files stay
+open), then `HostCaseMiddleware` (Host and Origin lower-cased), then a Starlette router: /api/v1 (REST) and the
+dashboard behind `HostOriginGuard`, everything else to the SDK's app, whose transport checks those headers itself;
+both check against the same `transport_security_for(...)`.
+
+Lifespan: the app's own lifespan keeps the job manager running (`AppState.acquire`) and the event hub following the
+event log for as long as the server runs, not only while an MCP session is open, then runs the SDK app's lifespan.
 
 Sessions: the SDK's streamable-HTTP session manager forgets a session once no request has been in flight for
 `session_idle_timeout` (an open GET stream counts as one); we pass it the `http_session_idle_seconds` setting, and
@@ -16,20 +21,33 @@ import copy
 import hmac
 import ipaddress
 import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lora_mcp import __version__
 from lora_mcp.errors import InvalidInput
+from lora_mcp.server.app import AppState, app_state_of
 from lora_mcp.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 HttpTransport = Literal["sse", "streamable-http"]
 HEALTH_PATH = "/healthz"
+REST_PREFIX = "/api/v1"
+GRACEFUL_SHUTDOWN_SECONDS = 10
+"""On SIGTERM, how long open connections (event streams, keep-alive clients) may delay the exit before they are cut."""
 LOOPBACK_NAMES = {"localhost"}
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 
@@ -53,15 +71,28 @@ def _bearer_token(scope: Scope) -> bytes | None:
     return None
 
 
+def is_open_path(scope: Scope) -> bool:
+    """Requests that need no token: /healthz, and GETs of the dashboard's page and static files (no data in them)."""
+    if scope["type"] != "http":
+        return False
+    path = scope.get("path", "")
+    if path == HEALTH_PATH:
+        return True
+    from lora_mcp.server.dashboard import is_dashboard_asset
+
+    return scope.get("method") in ("GET", "HEAD") and is_dashboard_asset(path)
+
+
 class BearerTokenMiddleware:
-    """Pure ASGI middleware: every HTTP request except GET /healthz needs `Authorization: Bearer <token>`."""
+    """Pure ASGI middleware: every HTTP request except GET /healthz and the dashboard's files needs
+    `Authorization: Bearer <token>`."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or (scope["type"] == "http" and scope.get("path") == HEALTH_PATH):
+        if scope["type"] == "lifespan" or is_open_path(scope):
             await self.app(scope, receive, send)
             return
         supplied = _bearer_token(scope)
@@ -176,8 +207,40 @@ def build_http_app(
         app = server.streamable_http_app(
             transport_security=security, host=host, session_idle_timeout=session_idle_seconds
         )
+    state = app_state_of(server)
+    if state is not None and isinstance(app, Starlette):
+        app = with_rest_and_dashboard(app, state, security)
     app = HostCaseMiddleware(app)
     return BearerTokenMiddleware(app, token) if token else app
+
+
+def with_rest_and_dashboard(mcp_app: Starlette, state: AppState, security: TransportSecuritySettings) -> Starlette:
+    """`mcp_app` with the REST API and the dashboard beside it, and a lifespan that runs the job manager."""
+    from lora_mcp.server.dashboard import dashboard_routes
+    from lora_mcp.server.rest import EventHub, HostOriginGuard, build_rest_app
+
+    hub = EventHub(store_of=lambda: state.manager.store)
+    routes: list[BaseRoute] = [
+        Mount(REST_PREFIX, app=HostOriginGuard(build_rest_app(state, hub), security)),
+        *dashboard_routes(lambda app: HostOriginGuard(app, security)),
+        Mount("", app=mcp_app),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(state.acquire)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(hub.run)
+                try:
+                    async with mcp_app.router.lifespan_context(mcp_app):
+                        yield
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            await anyio.to_thread.run_sync(state.release)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def uvicorn_log_config() -> dict[str, Any]:
@@ -211,4 +274,21 @@ def serve_http(
         allowed_hosts=allowed_hosts,
         session_idle_seconds=session_idle_seconds,
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=uvicorn_log_config(), lifespan="on")
+    where = f"[{host}]" if ":" in host else host
+    log.info(
+        "dashboard at http://%s:%d/ ; REST API at http://%s:%d%s (see docs/rest-api.md)",
+        where,
+        port,
+        where,
+        port,
+        REST_PREFIX,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=uvicorn_log_config(),
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )

@@ -1,15 +1,20 @@
-"""inspect_dataset throughput and memory on 1,000 generated images of 256-1024 px: 1 worker vs all cores.
+"""inspect_dataset on 1,000 generated images of 256-1024 px: 1 worker vs all cores, and the quality checks' cost.
 
 The images (70% JPEG, 30% PNG; blurred noise or gradients, random sizes) are generated once into a cache folder
-and reused. Each inspection runs in a child process of its own with a fresh (cold) facts cache, as the server
-would run it, then once more in the same process (fork server up, as in a long-running MCP server);
-`--repeat` runs alternate 1 worker and all cores and the medians are printed. Peak RSS is that of
-the whole process tree (the child, its fork server and its decoder workers), summed from /proc every 50 ms as
-PSS (a page shared by the forked workers counts once), and never below the child's own ru_maxrss (all there is
-off Linux).
-Targets: all cores >= 1.8x faster than 1 worker on 2 cores, peak RSS < 300 MB.
-Usage: python benchmarks/bench_inspect.py [--count N] [--repeat R] [--threads-vs-processes] [--data DIR]
-[--regenerate]
+and reused. Each series runs in a child process of its own, as a freshly started server: the worker count comes
+from LORA_MCP_INSPECT_WORKERS, the child calls pool.start_early() as `lora-mcp serve` does at start, and the first
+inspection (fresh facts cache) starts `--start-gap` seconds later (default 0.75 s: a started `lora-mcp serve`
+answers tools/list after ~0.75 s, docs/benchmarks.md "Cold start", so no call can come sooner; 0: at once); then a
+second one in the same process (as in a long-running server). Series, alternated `--repeat` times, medians printed:
+- `1`: one worker (in-process); `all`: one per CPU;
+- `1 noq`: one worker with the quality checks off (images.MEASURE_QUALITY), for their cost per image on one core;
+- `all cold` (with --cold): all cores without start_early, the fork server started by the first call.
+Peak RSS is that of the whole process tree (the child, its fork server and its decoder workers), summed from /proc
+every 50 ms as PSS (a page shared by the forked workers counts once), and never below the child's own ru_maxrss (all
+there is off Linux).
+Targets: all cores >= 1.8x faster than 1 worker on 2 cores, peak RSS < 300 MB, quality checks < 4 ms per image.
+Usage: python benchmarks/bench_inspect.py [--count N] [--repeat R] [--start-gap S] [--cold] [--threads-vs-processes]
+[--data DIR] [--regenerate]
 """
 
 from __future__ import annotations
@@ -35,19 +40,24 @@ from PIL import Image
 CHILD = """
 import json, sys, tempfile, time
 from pathlib import Path
+from lora_mcp.dataset import images, pool
 from lora_mcp.dataset.factcache import FactsCache
 from lora_mcp.dataset.inspect import inspect_dataset
-workers = None if sys.argv[2] == "all" else int(sys.argv[2])
+images.MEASURE_QUALITY = "noq" not in sys.argv[3:]
+if "cold" not in sys.argv[3:]:
+    pool.start_early()  # what `lora-mcp serve` does at start; returns at once
+time.sleep(float(sys.argv[2]))  # the server's own start and the MCP handshake, before the first call can come
 seconds = []
-for _ in range(2):  # the first call starts the fork server; a long-running MCP server pays that once
+for _ in range(2):
     calls = []
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         report = inspect_dataset(Path(sys.argv[1]), progress=lambda done, total: calls.append(done),
-                                 facts_cache=FactsCache(Path(cache)), workers=workers)
+                                 facts_cache=FactsCache(Path(cache)))
         seconds.append(time.perf_counter() - start)
 print(json.dumps({"seconds": seconds[0], "again": seconds[1], "images": report.usable_image_count,
-                  "progress_calls": len(calls), "problems": sorted({p.code.value for p in report.problems})}))
+                  "workers": pool.configured_workers(), "progress_calls": len(calls),
+                  "problems": sorted({p.code.value for p in report.problems})}))
 """
 
 
@@ -88,10 +98,10 @@ class TreeUsage:
     cpu: dict[int, float] = field(default_factory=dict)
 
 
-def run_child(args: list[str]) -> tuple[str, float, float]:
+def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float]:
     """Run a child Python; return its stdout, the peak RSS in MiB of its whole process tree and the tree's CPU s."""
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen([sys.executable, *args], stdout=out)
+        proc = subprocess.Popen([sys.executable, *args], stdout=out, env=env)
         seen = TreeUsage()
         stop = threading.Event()
         sampler = threading.Thread(target=_sample_tree, args=(proc.pid, seen, stop), daemon=True)
@@ -169,7 +179,9 @@ for _ in range(int(sys.argv[4])):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3, help="Runs of each (1 worker, all cores); medians shown.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each series; medians shown.")
+    parser.add_argument("--start-gap", type=float, default=0.75, help="Seconds from start_early to the first call.")
+    parser.add_argument("--cold", action="store_true", help="Also all cores without start_early (the old first call).")
     parser.add_argument(
         "--threads-vs-processes", action="store_true", help="Also time decode_image alone in threads vs processes."
     )
@@ -190,7 +202,7 @@ def main() -> int:
         print(f"generated {args.count} images in {folder} ({time.perf_counter() - start:.0f} s)")
     size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"dataset: {args.count} images, {size_mb:.0f} MB on disk")
+    print(f"dataset: {args.count} images, {size_mb:.0f} MB on disk; first call {args.start_gap} s after start")
 
     if args.threads_vs_processes:
         print("decode_image alone, serial vs threads vs the process pool (fork server already up):")
@@ -198,28 +210,69 @@ def main() -> int:
             [sys.executable, "-c", THREADS_VS_PROCESSES, str(folder), "600", str(os.cpu_count()), str(args.repeat)],
             check=True,
         )
-    runs: dict[str, list[tuple[float, float, float, float]]] = {"1": [], "all": []}
+    series = ["1", "all", "1 noq", *(["all cold"] if args.cold else [])]
+    runs: dict[str, list[Run]] = {name: [] for name in series}
     for _ in range(args.repeat):
-        for workers in runs:
-            out, peak_mb, cpu = run_child(["-c", CHILD, str(folder), workers])
-            result = json.loads(out)
-            runs[workers].append((result["seconds"], result["again"], peak_mb, cpu))
-            print(
-                f"  workers={workers}: {result['seconds']:.1f} s ({result['images'] / result['seconds']:.0f} images/s),"
-                f" again in the same process {result['again']:.1f} s, tree CPU {cpu:.1f} s for both,"
-                f" peak RSS {peak_mb:.0f} MB, {result['progress_calls']} progress calls, problems {result['problems']}"
-            )
-    first = [statistics.median(r[0] for r in runs[w]) for w in runs]
-    again = [statistics.median(r[1] for r in runs[w]) for w in runs]
-    ratios = [a[0] / b[0] for a, b in zip(runs["1"], runs["all"], strict=True)]
-    peak = max(r[2] for series in runs.values() for r in series)
-    print(
-        f"median of {args.repeat}, 1 worker vs all {os.cpu_count()} cores: first call {first[0]:.1f} s vs "
-        f"{first[1]:.1f} s = {first[0] / first[1]:.2f}x (per pair {', '.join(f'{r:.2f}' for r in ratios)}); "
-        f"second call {again[0]:.1f} s vs {again[1]:.1f} s = {again[0] / again[1]:.2f}x; "
-        f"highest peak RSS {peak:.0f} MB"
-    )
+        for name in series:
+            runs[name].append(run_series(folder, name, args.start_gap))
+    summarize(runs, args.count)
+    peak = max(r.peak_mb for results in runs.values() for r in results)
     return 0 if peak < 300 else 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One child: the first and second inspection's seconds, its tree's peak memory and CPU."""
+
+    first: float
+    again: float
+    peak_mb: float
+    cpu: float
+
+
+def run_series(folder: Path, name: str, gap: float) -> Run:
+    """One child process of series `name` (`1`, `all`, `1 noq`, `all cold`); prints its line."""
+    workers, *flags = name.split()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LORA_MCP_")}
+    if workers != "all":
+        env["LORA_MCP_INSPECT_WORKERS"] = workers
+    out, peak_mb, cpu = run_child(["-c", CHILD, str(folder), str(gap), *flags], env)
+    result = json.loads(out)
+    print(
+        f"  {name} ({result['workers']} worker(s)): {result['seconds']:.2f} s "
+        f"({result['images'] / result['seconds']:.0f} images/s), again in the same process {result['again']:.2f} s,"
+        f" tree CPU {cpu:.1f} s for both, peak RSS {peak_mb:.0f} MB, {result['progress_calls']} progress calls,"
+        f" problems {result['problems']}",
+        flush=True,
+    )
+    return Run(result["seconds"], result["again"], peak_mb, cpu)
+
+
+def summarize(runs: dict[str, list[Run]], count: int) -> None:
+    """Medians of each series and the ratios the targets are about, with every pair's ratio."""
+    first = {name: statistics.median(r.first for r in results) for name, results in runs.items()}
+    again = {name: statistics.median(r.again for r in results) for name, results in runs.items()}
+    pairs = [a.first / b.first for a, b in zip(runs["1"], runs["all"], strict=True)]
+    print(
+        f"median of {len(runs['1'])}, 1 worker vs all {os.cpu_count()} cores: first call {first['1']:.2f} s vs "
+        f"{first['all']:.2f} s = {first['1'] / first['all']:.2f}x (per pair {', '.join(f'{r:.2f}' for r in pairs)});"
+        f" second call {again['1']:.2f} s vs {again['all']:.2f} s = {again['1'] / again['all']:.2f}x"
+    )
+    if "all cold" in runs:
+        print(
+            f"without start_early (fork server started by the first call): first call {first['all cold']:.2f} s = "
+            f"{first['1'] / first['all cold']:.2f}x; second call {again['all cold']:.2f} s"
+        )
+    with_q = [r.first for r in runs["1"]] + [r.again for r in runs["1"]]
+    without_q = [r.first for r in runs["1 noq"]] + [r.again for r in runs["1 noq"]]
+    on, off = statistics.median(with_q), statistics.median(without_q)
+    print(
+        f"quality checks, 1 worker, median of {len(with_q)} calls: with {on:.2f} s vs without {off:.2f} s = "
+        f"{on / off:.2f}x, {(on - off) / count * 1000:.2f} ms per image "
+        f"({on / count * 1000:.2f} vs {off / count * 1000:.2f} ms per image in all)"
+    )
+    peak = max(r.peak_mb for results in runs.values() for r in results)
+    print(f"highest peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":

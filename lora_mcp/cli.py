@@ -33,10 +33,12 @@ def check_job_store(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from lora_mcp.dataset.pool import start_early
     from lora_mcp.server.app import build_server
     from lora_mcp.settings import get_settings
 
     settings = get_settings()
+    start_early()  # the decoder pool's fork server imports Pillow and numpy while the server starts, not in the call
     if args.transport == "stdio":
         check_job_store(settings)
         build_server(settings).run()
@@ -133,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=cmd_inspect)
 
     from lora_mcp.captioning.cli import add_parsers as add_caption_parsers
-    from lora_mcp.jobs.cli import add_parsers as add_job_parsers
+    from lora_mcp.jobs_cli import add_parsers as add_job_parsers
     from lora_mcp.review.cli import add_parsers as add_review_parsers
     from lora_mcp.training.cli import add_parser as add_config_parser
     from lora_mcp.training.export_cli import add_parser as add_export_parser

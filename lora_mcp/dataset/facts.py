@@ -42,7 +42,7 @@ class ImageFacts:
     thumb: bytes
     """THUMB_SIDE x THUMB_SIDE RGB pixels, row-major (THUMB_BYTES = 243 bytes)."""
     stats: ImageStats | None = None
-    """Quality statistics; decode_image always fills them in."""
+    """Quality statistics; decode_image fills them in (unless a benchmark turned images.MEASURE_QUALITY off)."""
 
 
 @dataclass(frozen=True)

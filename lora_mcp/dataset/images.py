@@ -28,6 +28,11 @@ WORK_SIDE = 256
 """Quality statistics are measured on a grey copy scaled to WORK_SIDE² pixels (never enlarged): a fixed scale, so an
 upscaled picture measures like its original and sharpness compares across sizes (docs/dataset-quality.md)."""
 
+MEASURE_QUALITY = True
+"""Measure the quality statistics (too_dark, too_light, low_information, blurry). Only benchmarks/bench_inspect.py turns
+it off, to time the checks; off, decode_image leaves `stats` None, the checks give no warning, and decoder_signature
+differs, so facts cached without statistics are never reused by a normal inspection."""
+
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -55,7 +60,11 @@ def pixel_limit() -> int | None:
 def decoder_signature() -> str:
     """What decode_image's result depends on besides the file's bytes; facts cached under another are not reused."""
     truncated = ImageFile.LOAD_TRUNCATED_IMAGES
-    return f"decode_image {DECODER_VERSION}, Pillow {PIL.__version__}, limit {pixel_limit()}, truncated {truncated}"
+    quality = "" if MEASURE_QUALITY else ", no quality statistics"
+    return (
+        f"decode_image {DECODER_VERSION}, Pillow {PIL.__version__}, limit {pixel_limit()}, truncated {truncated}"
+        + quality
+    )
 
 
 def decode_image(path: Path) -> ImageFacts | DecodeFailure:
@@ -89,7 +98,7 @@ def decode_image(path: Path) -> ImageFacts | DecodeFailure:
             orientation = _orientation(im)
             im.load()
             thumb = thumbnail(im, orientation)
-            stats = quality_stats(im)
+            stats = quality_stats(im) if MEASURE_QUALITY else None
         except Exception as exc:  # see above
             return DecodeFailure("corrupt", _short(exc))
         width, height = (im.height, im.width) if orientation in (5, 6, 7, 8) else (im.width, im.height)

@@ -29,7 +29,7 @@ from lora_mcp.dataset.factcache import FactsCache, FolderFacts
 from lora_mcp.dataset.facts import DecodeFailure, ImageFacts
 from lora_mcp.dataset.images import decode_image, decoder_signature, pixel_limit
 from lora_mcp.dataset.models import DatasetReport, ImageInfo
-from lora_mcp.dataset.pool import MIN_POOL_IMAGES, decode_in_pool, default_workers
+from lora_mcp.dataset.pool import MIN_POOL_IMAGES, configured_workers, decode_in_pool
 from lora_mcp.dataset.problems import Problem, ProblemCode, Severity
 from lora_mcp.dataset.progress import ThrottledProgress
 from lora_mcp.dataset.scan import IMAGE_EXTENSIONS, scan_folder
@@ -61,7 +61,8 @@ def inspect_dataset(
     """Read-only check of a training folder: decodes every image and lists problems with fixes.
 
     With `facts_cache`, an image whose size, mtime, inode and ctime are unchanged is not decoded again; the report
-    is the same either way. `workers` processes decode (None: one per CPU; 1: in this process, no pool).
+    is the same either way. `workers` processes decode (None: the LORA_MCP_INSPECT_WORKERS setting, else one per
+    CPU; 1: in this process, no pool); the report is the same for any number.
     """
     if not folder.is_dir():
         raise NotFound(f"{folder} is not an existing folder.", hint="Pass the folder that holds the images.")
@@ -139,7 +140,7 @@ def _look_up(
 
 def _decode_all(paths: list[Path], workers: int | None) -> Generator[ImageFacts | DecodeFailure, None, None]:
     """decode_image of each path in order: in a process pool, or here for one worker or a handful of images."""
-    count = default_workers() if workers is None else workers
+    count = configured_workers() if workers is None else workers
     if count <= 1 or len(paths) < MIN_POOL_IMAGES:
         return (decode_image(path) for path in paths)
     return decode_in_pool(paths, count)

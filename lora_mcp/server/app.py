@@ -19,6 +19,7 @@ from lora_mcp.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from lora_mcp.jobs.manager import JobManager
+    from lora_mcp.notify.service import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +47,16 @@ class AppState:
     @cached_property
     def manager(self) -> JobManager:
         """The job manager (created on first use; its store is jobs.db in the state dir)."""
-        from lora_mcp.jobs.registry import open_manager
+        from lora_mcp.assembly import open_manager
 
         return open_manager(self.settings)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        """Webhooks and automatic S3 uploads following the job event log (idle unless configured)."""
+        from lora_mcp.notify.service import Notifier
+
+        return Notifier(self.manager)
 
     def acquire(self) -> None:
         """A session started: make sure jobs are being watched.
@@ -60,6 +68,7 @@ class AppState:
             self._users += 1
             try:
                 self.manager.start()
+                self.notifier.start()
             except StoreUnavailable as exc:
                 log.error("job tools are unavailable: %s", exc)
 
@@ -67,6 +76,8 @@ class AppState:
         """A session ended: stop watching when it was the last (jobs keep running under their supervisors)."""
         with self._lock:
             self._users -= 1
+            if self._users == 0 and "notifier" in self.__dict__:
+                self.notifier.stop()
             if self._users == 0 and "manager" in self.__dict__:  # never opened (or could not be): nothing to stop
                 self.manager.stop()
 
@@ -102,6 +113,16 @@ async def in_background(tasks: list[Callable[[], Coroutine[Any, Any, None]]]) ->
         raise error
 
 
+STATE_ATTRIBUTE = "lora_mcp_state"
+"""Where build_server leaves the AppState on the server, for the HTTP app's REST API and lifespan."""
+
+
+def app_state_of(server: MCPServer) -> AppState | None:
+    """The AppState `build_server` made for `server`; None for a server built elsewhere."""
+    state = getattr(server, STATE_ATTRIBUTE, None)
+    return state if isinstance(state, AppState) else None
+
+
 def build_server(settings: Settings | None = None) -> MCPServer:
     """Create the lora-mcp MCPServer with every tool registered."""
     from lora_mcp.server import (
@@ -111,6 +132,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
         tools_export,
         tools_jobs,
         tools_review,
+        tools_storage,
         tools_system,
         tools_training_config,
     )
@@ -127,5 +149,7 @@ def build_server(settings: Settings | None = None) -> MCPServer:
     tools_training_config.register(server, state)
     tools_review.register(server, state)
     tools_export.register(server, state)
+    tools_storage.register(server, state)
     prompts.register(server, state)
+    setattr(server, STATE_ATTRIBUTE, state)
     return structured_tool_errors(server)

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 from rest_fixtures import API, start_job, start_rest_server, wait_state
+from storage_fixtures import BUCKET, weed_server
 from test_transports import TOKEN, HttpServer, stop
+from webhook_fixtures import SECRET, Receiver, body_of, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):
@@ -141,3 +143,42 @@ def test_token_is_asked_once_per_tab(browser: Any, tmp_path_factory: pytest.Temp
         context.close()
     finally:
         stop(server.proc)
+
+
+def test_job_page_shows_the_upload_and_webhooks(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, shared_images: Path
+) -> None:
+    receiver = Receiver(port=free_port())
+    receiver.start()
+    with weed_server(tmp_path_factory.mktemp("dash-weed")) as s3:
+        server = start_rest_server(
+            tmp_path_factory.mktemp("dash-s3"),
+            step_delay=0.01,
+            LORA_MCP_UPLOAD_ON_SUCCESS="true",
+            LORA_MCP_WEBHOOK_URLS=receiver.url,
+            LORA_MCP_WEBHOOK_SECRET=SECRET,
+            **s3.env(),
+        )
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        try:
+            with httpx.Client(base_url=server.base, timeout=60) as client:
+                job_id = start_job(client, server, shared_images, "dash_s3", steps=100)
+                page = context.new_page()
+                page.goto(f"{server.base}/#/jobs/{job_id}")  # opened while it runs: the page asks again after the end
+                lora = Path(wait_state(client, job_id, {"succeeded"})["outputs"]["lora_path"])
+            link = page.locator("[data-testid=upload] a")
+            link.wait_for(timeout=60_000)
+            assert link.inner_text() == f"s3://{BUCKET}/loras/dash_s3.safetensors"
+            href = link.get_attribute("href")
+            assert href and httpx.get(href, timeout=30).content == lora.read_bytes()  # the presigned URL works
+            page.wait_for_function(
+                "() => /Webhooks: [1-9][0-9]* delivered, 0 pending, 0 failed/"
+                ".test(document.querySelector('[data-testid=webhooks]')?.textContent ?? '')",
+                timeout=60_000,
+            )
+            assert any(body_of(r)["type"] == "job.succeeded" for r in receiver.received)
+            screenshot(page, "job_uploaded")
+        finally:
+            context.close()
+            stop(server.proc)
+            receiver.stop()

@@ -234,6 +234,7 @@ function showJob(view, jobId) {
     el("message").textContent = job.message || "";
     el("error").hidden = !job.error;
     if (job.error) el("error").textContent = `${job.error.message || ""} ${job.error.hint || ""}`;
+    renderDelivery();
     el("cancel").hidden = FINAL_STATES.has(job.state);
     el("resume").hidden = !(job.kind === "train" && (job.state === "failed" || job.state === "cancelled"));
     if (speed.length >= 2) {
@@ -242,7 +243,44 @@ function showJob(view, jobId) {
     }
   }
 
-  async function loadStatus() { job = await api(`/jobs/${encodeURIComponent(jobId)}`); render(); }
+  // Where the LoRA went (LORA_MCP_UPLOAD_ON_SUCCESS) and how the job's webhooks went; text nodes only.
+  function renderDelivery() {
+    const box = el("delivery"), up = job.upload, hooks = job.webhooks;
+    box.replaceChildren();
+    if (up) {
+      const line = document.createElement("span");
+      line.dataset.testid = "upload";
+      if (up.state === "done" && up.uri) {
+        line.append("Uploaded to ");
+        const link = document.createElement(up.url ? "a" : "code");
+        link.textContent = up.uri;
+        if (up.url) Object.assign(link, { href: up.url, target: "_blank", rel: "noopener noreferrer" });
+        line.append(link);
+      } else {
+        line.textContent = `S3 upload ${up.state} (attempt ${up.attempts})${up.error ? `: ${up.error}` : ""}`;
+      }
+      box.append(line);
+    }
+    if (hooks && hooks.configured) {
+      const line = document.createElement("span");
+      line.dataset.testid = "webhooks";
+      line.textContent = `Webhooks: ${hooks.delivered} delivered, ${hooks.pending} pending, ${hooks.failed} failed`
+        + (hooks.last_error ? ` (last error: ${hooks.last_error})` : "");
+      box.append(line);
+    }
+    box.hidden = box.childElementCount === 0;
+  }
+
+  let statusTimer = null;
+  async function loadStatus() {
+    job = await api(`/jobs/${encodeURIComponent(jobId)}`);
+    render();
+    // The upload and the last webhooks happen after the job's final event, when its stream has closed: ask again.
+    const waiting = job.upload?.state === "pending" || (job.webhooks?.pending ?? 0) > 0;
+    if (FINAL_STATES.has(job.state) && waiting && !stopped && statusTimer === null) {
+      statusTimer = setTimeout(() => { statusTimer = null; loadStatus().catch(console.warn); }, 2000);
+    }
+  }
   async function loadLog() {
     logTimer = null;
     const { lines } = await api(`/jobs/${encodeURIComponent(jobId)}/log?tail=200`);
@@ -330,7 +368,7 @@ function showJob(view, jobId) {
     if (!stopped) stream = followEvents(`/jobs/${id}/events`, onEvent, { isFinal: (ev) => FINAL_EVENTS.has(ev.type) });
   })();
 
-  return { stop() { stopped = true; stream?.stop(); chart.stop(); clearTimeout(logTimer); } };
+  return { stop() { stopped = true; stream?.stop(); chart.stop(); clearTimeout(logTimer); clearTimeout(statusTimer); } };
 }
 
 // -- routing ----------------------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from lora_mcp import sqlitedb
 from lora_mcp.errors import StoreUnavailable
 from lora_mcp.jobs import records
 from lora_mcp.jobs.models import JobError, JobKind, JobState, Phase, Progress
@@ -170,6 +170,11 @@ def new_job_id(kind: JobKind) -> str:
     return f"{kind.value}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
+def _close(conn: sqlite3.Connection | None) -> None:
+    if conn is not None:
+        conn.close()
+
+
 class _Damaged(Exception):
     """jobs.db is not a sound SQLite database (SQLITE_CORRUPT, SQLITE_NOTADB or a failed quick_check)."""
 
@@ -226,25 +231,22 @@ class JobStore:
 
     def _connect(self) -> None:
         """Connect, check and migrate; raise _Damaged when the file itself is broken."""
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn: sqlite3.Connection | None = None
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = sqlitedb.connect(self.path)
             problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
             if problems != ["ok"]:
                 raise _Damaged("; ".join(problems[:3]))
             self._conn = conn
             self.migrate()
         except sqlite3.OperationalError:
-            conn.close()
+            _close(conn)
             raise
         except sqlite3.DatabaseError as exc:  # Python maps SQLITE_CORRUPT and SQLITE_NOTADB here
-            conn.close()
+            _close(conn)
             raise _Damaged(str(exc)) from exc
         except BaseException:
-            conn.close()
+            _close(conn)
             raise
 
     def _move_aside(self) -> Path:
@@ -314,31 +316,12 @@ class JobStore:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return sqlitedb.transaction(self._conn, self._lock)
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; return their names."""
-        applied: list[str] = []
-        with self._tx() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
-            for name, sql in MIGRATIONS:
-                if name in done:
-                    continue
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                applied.append(name)
-        return applied
+        return sqlitedb.migrate(self._conn, self._lock, MIGRATIONS)
 
     def insert(self, *, event: Event | None = None, **values: Any) -> JobRecord:
         """Insert a queued job. With an idempotency key that exists, return the existing job instead.

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from lora_mcp import sqlitedb
 from lora_mcp.errors import StoreUnavailable
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -93,11 +92,7 @@ class Outbox:
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = sqlitedb.connect(path)
             self.migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
@@ -109,31 +104,13 @@ class Outbox:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: other processes wait, never interleave)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        return sqlitedb.transaction(self._conn, self._lock)
 
     def migrate(self) -> list[str]:
         """Apply the migrations not yet recorded; return their names."""
-        applied: list[str] = []
-        with self.tx() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-            done = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
-            for name, sql in MIGRATIONS:
-                if name not in done:
-                    for statement in filter(str.strip, sql.split(";")):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO _migrations VALUES (?, ?)", (name, time.time()))
-                    applied.append(name)
-        return applied
+        return sqlitedb.migrate(self._conn, self._lock, MIGRATIONS)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Rows of a read-only query."""

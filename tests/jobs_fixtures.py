@@ -41,7 +41,14 @@ def write_config(
     """A real generated config for a small real dataset inside the root."""
     root = settings.roots[0]
     dataset = root / "dataset" if (root / "dataset").is_dir() else make_dataset(root, shared_images)
-    fields = {
+    fields = config_fields(dataset, name, steps, **extra)
+    generated = generate_training_config(LoRATrainingConfig(**fields), settings)
+    return Path(generated.config_path)
+
+
+def config_fields(dataset: Path, name: str, steps: int, **extra: object) -> dict[str, object]:
+    """The fields of a small training config (checkpoints every 40 steps, samples every 50) over `dataset`."""
+    return {
         "name": name,
         "dataset_folder": str(dataset),
         "trigger_word": TRIGGER,
@@ -51,8 +58,6 @@ def write_config(
         "vram_gb": 24,
         **extra,
     }
-    generated = generate_training_config(LoRATrainingConfig(**fields), settings)
-    return Path(generated.config_path)
 
 
 def new_manager(settings: Settings, grace: float = 5.0) -> JobManager:
@@ -103,6 +108,7 @@ def group_gone(pgid: int | None) -> bool:
 __all__ = [
     "FAKE_AITK",
     "JobState",
+    "config_fields",
     "group_gone",
     "new_manager",
     "process_gone",

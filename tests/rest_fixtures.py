@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from jobs_fixtures import FAKE_AITK
+from jobs_fixtures import FAKE_AITK, config_fields
 from test_transports import HttpServer, start_http
-from training_fixtures import TRIGGER, make_dataset
+from training_fixtures import make_dataset
 
 API = "/api/v1"
 
@@ -40,16 +40,7 @@ def config_body(server: HttpServer, shared_images: Path, name: str, steps: int =
     dataset = server.root / "dataset"
     if not dataset.is_dir():
         make_dataset(server.root, shared_images)
-    return {
-        "name": name,
-        "dataset_folder": str(dataset),
-        "trigger_word": TRIGGER,
-        "steps": steps,
-        "save_every": 40,
-        "sample_every": 50,
-        "vram_gb": 24,
-        **extra,
-    }
+    return config_fields(dataset, name, steps, **extra)
 
 
 def start_job(client: httpx.Client, server: HttpServer, shared_images: Path, name: str, steps: int = 100) -> str:

@@ -8,7 +8,7 @@ paths are taken relative to the first root. Nothing here touches a file outside 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from lora_mcp.errors import InvalidInput, NotFound, PathNotAllowed
@@ -65,6 +65,31 @@ def _check_lengths(text: str, candidate: Path, what: str) -> None:
         )
 
 
+class Roots(list[Path]):
+    """The folders an agent may use, and the folders inside them it may not (`excluded`: lora-mcp's state folder).
+
+    An operator may list a parent of LORA_MCP_HOME as a root (LORA_MCP_ROOTS=$HOME with the default home under
+    ~/.local/state). The state folder (jobs.db, notify.db, each job's frozen config and launch record) then lies in a
+    root, yet no agent's tool may reach it; a root inside it (the default workspace) stays usable.
+    """
+
+    def __init__(self, roots: Iterable[Path] = (), excluded: Iterable[Path] = ()) -> None:
+        super().__init__(roots)
+        self.excluded = tuple(excluded)
+
+
+def fenced(resolved: Path, roots: Sequence[Path]) -> Path | None:
+    """The excluded folder of `roots` that `resolved` lies in (and no root inside that folder holds it), or None."""
+    for fence in getattr(roots, "excluded", ()):
+        real_fence = Path(os.path.realpath(fence))
+        if not resolved.is_relative_to(real_fence):
+            continue
+        inner = (Path(os.path.realpath(r)) for r in roots)
+        if not any(r != real_fence and r.is_relative_to(real_fence) and resolved.is_relative_to(r) for r in inner):
+            return real_fence
+    return None
+
+
 def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "path") -> Path:
     """Resolve `raw` and return it if it lies inside one of `roots`; raise PathNotAllowed otherwise."""
     text = os.fspath(raw)
@@ -85,6 +110,14 @@ def confine(raw: str | os.PathLike[str], roots: Sequence[Path], *, what: str = "
                 raise _dash_refusal(text, part, what)
         candidate = roots[0] / candidate
     resolved = Path(os.path.realpath(candidate))
+    if (fence := fenced(resolved, roots)) is not None:
+        raise PathNotAllowed(
+            f"The {what} {text!r} is refused: it lies in lora-mcp's state folder ({fence}), which holds the job "
+            "database and every job's frozen config.",
+            hint="Use a path elsewhere in the roots. An operator who lists a parent of the state folder as a root "
+            "can move LORA_MCP_HOME out of LORA_MCP_ROOTS; the state folder stays closed to agents either way.",
+            field=what,
+        )
     dashed: list[str] = []
     for root in roots:
         real_root = Path(os.path.realpath(root))

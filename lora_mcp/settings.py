@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from lora_mcp.paths import Roots
+
 
 def default_home() -> Path:
     """The per-user state directory (XDG_STATE_HOME on Linux, ~/Library/Application Support on macOS)."""
@@ -176,7 +178,9 @@ class Settings(BaseSettings):
         home = self.home.expanduser().resolve()
         roots = [r.expanduser().resolve() for r in self.roots] or [home / "workspace"]
         object.__setattr__(self, "home", home)
-        object.__setattr__(self, "roots", roots)
+        # A root that holds the state folder does not open it to agents (lora_mcp.paths.Roots).
+        excluded = [home] if any(home.is_relative_to(r) for r in roots) else []
+        object.__setattr__(self, "roots", Roots(roots, excluded))
         for name in ("ai_toolkit_dir", "ai_toolkit_python", "comfyui_loras_dir"):
             value = getattr(self, name)
             if value is not None:  # `~/ai-toolkit` from a shell profile or a Claude Desktop config

@@ -296,9 +296,21 @@ def test_start_early_starts_the_fork_server_without_importing_pillow_here(
 
 
 def test_the_quality_switch_reaches_the_workers_and_the_cache_key(
-    folder: Path, pool_calls: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+    folder: Path,
+    pool_calls: list[tuple[int, int]],
+    monkeypatch: pytest.MonkeyPatch,
+    shared_images: Path,
+    tmp_path: Path,
 ) -> None:
     """images.MEASURE_QUALITY off (benchmarks only): no statistics, no quality warning, another decoder signature."""
+    night = tmp_path / "night"
+    for photo in sorted(shared_images.glob("*.png"))[:4]:
+        with Image.open(photo) as im:
+            save(im.convert("RGB"), night / f"{photo.stem}.png")
+            save(im.convert("RGB").point(lambda v: v * 0.2), night / f"{photo.stem}_dark.png")
+        caption(night / f"{photo.stem}.txt")
+        caption(night / f"{photo.stem}_dark.txt")
+    assert "too_dark" in {p.code.value for p in inspect_dataset(night, workers=1).problems}
     photos = [path for path in paths_of(folder) if path.name.startswith("photo_")]
     assert all(isinstance(r, ImageFacts) and r.stats is not None for r in pool.decode_in_pool(photos, 2))
     measured = decoder_signature()
@@ -311,3 +323,4 @@ def test_the_quality_switch_reaches_the_workers_and_the_cache_key(
     assert parallel.model_dump() == serial.model_dump()
     quality = {"too_dark", "too_light", "low_information", "blurry"}
     assert not quality & {p.code.value for p in serial.problems}
+    assert not quality & {p.code.value for p in inspect_dataset(night, workers=2).problems}  # the planted dark ones

@@ -125,5 +125,11 @@ def test_two_managers_record_each_transition_once(monkeypatch: pytest.MonkeyPatc
     while not two.get(job_id).state.final:
         one.tick()
         two.tick()
-    types = [e.type for e in one.store.events(job_id=job_id)]
+    log = one.store.events(job_id=job_id)
+    types = [e.type for e in log]
     assert types.count(events.STARTED) == 1 and types.count(events.SUCCEEDED) == 1
+    # Both managers followed the log and saw the same steps and checkpoints: each is told once.
+    steps = [(e.data["phase"], e.data["step"]) for e in log if e.type == events.PROGRESS]
+    assert len(steps) == len(set(steps)) and steps[-1][1] == 100
+    checkpoints = [e.data["path"] for e in log if e.type == events.CHECKPOINT]
+    assert len(checkpoints) == len(set(checkpoints)) == 2

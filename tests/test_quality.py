@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from lora_mcp.dataset import inspect as inspect_module
 from lora_mcp.dataset import problems as P
 from lora_mcp.dataset.buckets import bucket_for, crop_loss
 from lora_mcp.dataset.factcache import RACY_NS, FactsCache
@@ -184,11 +185,18 @@ def test_a_folder_of_uniformly_soft_pictures_is_not_all_blurry(photos: dict[str,
         assert not blurry or len(blurry[0]) < len(CLEAN) // 2, blurry
 
 
-def test_the_cached_report_equals_the_uncached_one(planted: Path, tmp_path: Path) -> None:
+def test_the_cached_report_equals_the_uncached_one(
+    planted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = FactsCache(tmp_path / "cache")
     uncached = inspect_dataset(planted, resolutions=[512, 1024])
     first = inspect_dataset(planted, resolutions=[512, 1024], facts_cache=cache)
-    second = inspect_dataset(planted, resolutions=[512, 1024], facts_cache=cache)  # every image from the cache
+
+    def no_decode(path: Path) -> None:
+        raise AssertionError(f"decoded {path} again: it should come from the cache")
+
+    monkeypatch.setattr(inspect_module, "decode_image", no_decode)
+    second = inspect_dataset(planted, resolutions=[512, 1024], facts_cache=cache, workers=1)  # all from the cache
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
     assert first.model_dump() == uncached.model_dump() == second.model_dump()
 

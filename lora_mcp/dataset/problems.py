@@ -338,53 +338,56 @@ def _name_values(measured: Sequence[tuple[str, str]]) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
+def _quality(
+    code: ProblemCode, named: Sequence[tuple[str, str]], verbs: tuple[str, str], what: str, hint: str
+) -> Problem:
+    """A picture-quality warning: `a.png (value), b.png (value) is/are <what>`."""
+    message = f"{_name_values(named)} {_verb_n(len(named), *verbs)} {what}"
+    return _problem(code, Severity.WARNING, [f for f, _ in named], message, hint)
+
+
 def too_dark(measured: Sequence[tuple[str, float]]) -> Problem:
     """Pictures with nothing bright in them: `(file, 99th-percentile luminance)`."""
-    return _problem(
+    return _quality(
         ProblemCode.TOO_DARK,
-        Severity.WARNING,
-        [f for f, _ in measured],
-        f"{_name_values([(f, f'99% of pixels below luminance {v:.0f}/255') for f, v in measured])} "
-        f"{_verb_n(len(measured), 'is', 'are')} very dark (limit {DARK_P99:.0f}); "
-        "the LoRA may learn murky, crushed shadows.",
+        [(f, f"99% of pixels below luminance {v:.0f}/255") for f, v in measured],
+        ("is", "are"),
+        f"very dark (limit {DARK_P99:.0f}); the LoRA may learn murky, crushed shadows.",
         "Brighten them (e.g. `magick in.png -auto-level out.png`) or replace them with well-exposed pictures.",
     )
 
 
 def too_light(measured: Sequence[tuple[str, float]]) -> Problem:
     """Pictures with nothing dark in them: `(file, 1st-percentile luminance)`."""
-    return _problem(
+    return _quality(
         ProblemCode.TOO_LIGHT,
-        Severity.WARNING,
-        [f for f, _ in measured],
-        f"{_name_values([(f, f'99% of pixels above luminance {v:.0f}/255') for f, v in measured])} "
-        f"{_verb_n(len(measured), 'is', 'are')} very light or washed out (limit {LIGHT_P01:.0f}); "
-        "the LoRA may learn faded colours.",
+        [(f, f"99% of pixels above luminance {v:.0f}/255") for f, v in measured],
+        ("is", "are"),
+        f"very light or washed out (limit {LIGHT_P01:.0f}); the LoRA may learn faded colours.",
         "Darken them (e.g. `magick in.png -auto-level out.png`) or replace them with well-exposed pictures.",
     )
 
 
 def low_information(measured: Sequence[tuple[str, float]]) -> Problem:
     """Near-flat pictures: `(file, standard deviation of luminance)`."""
-    return _problem(
+    return _quality(
         ProblemCode.LOW_INFORMATION,
-        Severity.WARNING,
-        [f for f, _ in measured],
-        f"{_name_values([(f, f'luminance std {v:.1f}') for f, v in measured])} "
-        f"{_verb_n(len(measured), 'is', 'are')} nearly flat (luminance standard deviation under {LOW_INFO_STD:g}/255; "
-        "photos measure 20-120): little to learn from, likely a blank, a placeholder or a failed export.",
+        [(f, f"luminance std {v:.1f}") for f, v in measured],
+        ("is", "are"),
+        f"nearly flat (luminance standard deviation under {LOW_INFO_STD:g}/255; photos measure 20-120): little to "
+        "learn from, likely a blank, a placeholder or a failed export.",
         "Open them to check; delete them or replace them with the intended pictures.",
     )
 
 
 def odd_aspect(measured: Sequence[tuple[str, str]]) -> Problem:
     """Pictures of an extreme aspect ratio: `(file, ratio with its bucket and crop per resolution)`."""
-    return _problem(
+    return _quality(
         ProblemCode.ODD_ASPECT,
-        Severity.WARNING,
-        [f for f, _ in measured],
-        f"{_name_values(measured)} {_verb_n(len(measured), 'has', 'have')} an extreme aspect ratio (over "
-        f"{ODD_ASPECT_RATIO}:1); each trains alone in a long, thin bucket where the subject is small.",
+        measured,
+        ("has", "have"),
+        f"an extreme aspect ratio (over {ODD_ASPECT_RATIO}:1); each trains alone in a long, thin bucket where the "
+        "subject is small.",
         "Crop them to the subject at 2:1 or squarer (e.g. `magick in.png -gravity center -crop 2:1 out.png`), "
         "or split a panorama into several pictures.",
     )
@@ -392,14 +395,12 @@ def odd_aspect(measured: Sequence[tuple[str, str]]) -> Problem:
 
 def blurry(measured: Sequence[tuple[str, float]], folder_sharpness: float) -> Problem:
     """Pictures far softer than the folder's median: `(file, sharpness)`."""
-    return _problem(
+    return _quality(
         ProblemCode.BLURRY,
-        Severity.WARNING,
-        [f for f, _ in measured],
-        f"{_name_values([(f, f'sharpness {v:.2f}') for f, v in measured])} "
-        f"{_verb_n(len(measured), 'is', 'are')} blurred: below {BLUR_RATIO:g} x this folder's median sharpness "
-        f"({folder_sharpness:.2f}) and below {BLUR_FLOOR:g} (Laplacian over gradient energy at a fixed 256x256-pixel "
-        "scale; sharp photos measure about 2-3.5); "
-        "the LoRA may learn the blur.",
+        [(f, f"sharpness {v:.2f}") for f, v in measured],
+        ("is", "are"),
+        f"blurred: below {BLUR_RATIO:g} x this folder's median sharpness ({folder_sharpness:.2f}) and below "
+        f"{BLUR_FLOOR:g} (Laplacian over gradient energy at a fixed 256x256-pixel scale; sharp photos measure about "
+        "2-3.5); the LoRA may learn the blur.",
         "Replace them with sharper originals, or delete them if the folder has enough pictures.",
     )

@@ -437,7 +437,8 @@ class JobManager:
         if same_phase and now - watch.announced_at < events.PROGRESS_EVERY:
             return  # the next tick records it
         data = {"kind": job.kind.value, **events.progress_data(progress)}
-        self.store.add_event(job.id, events.PROGRESS, events.scrub(data, self.redact))
+        once = f"{progress.phase.value}:{progress.step}:{progress.total_steps}"  # another manager may tell it too
+        self.store.add_event(job.id, events.PROGRESS, events.scrub(data, self.redact), key=once)
         watch.announced, watch.announced_at = key, now
 
     def _announce_artifacts(self, job: JobRecord, watch: Watch, outputs: dict[str, Any]) -> None:
@@ -447,8 +448,9 @@ class JobManager:
             announced = self.store.events(job_id=job.id, types=tuple(set(mapping.values())), limit=100_000)
             watch.seen = {events.artifact_path(e.data) for e in announced}
             watch.seen |= events.preexisting(outputs, job.started_at or 0, mapping)
-        for kind, data in events.new_artifacts(outputs, watch.seen, mapping):
-            self.store.add_event(job.id, kind, events.scrub({"kind": job.kind.value, **data}, self.redact))
+        for kind, found in events.new_artifacts(outputs, watch.seen, mapping):
+            data = events.scrub({"kind": job.kind.value, **found}, self.redact)
+            self.store.add_event(job.id, kind, data, key=events.artifact_path(data))
 
     def _check_end(self, job: JobRecord, watch: Watch) -> bool:
         ended = self.executor_for(job).poll(job)

@@ -67,9 +67,11 @@ MIGRATIONS: list[tuple[str, str]] = [
             job_id TEXT NOT NULL,
             type TEXT NOT NULL,
             data TEXT NOT NULL DEFAULT '{}',
-            created_at REAL NOT NULL
+            created_at REAL NOT NULL,
+            key TEXT
         );
         CREATE INDEX events_job ON events(job_id, seq);
+        CREATE UNIQUE INDEX events_once ON events(job_id, type, key)
         """,
     ),
 ]
@@ -402,21 +404,26 @@ class JobStore:
 
     # -- the event log ----------------------------------------------------------------------------------------
 
-    def _add_event(self, conn: sqlite3.Connection, job_id: str, event: Event) -> int:
+    def _add_event(self, conn: sqlite3.Connection, job_id: str, event: Event, key: str | None = None) -> int:
         kind, data = event
         cursor = conn.execute(
-            "INSERT INTO events (job_id, type, data, created_at) VALUES (?, ?, ?, ?)",
-            (job_id, kind, json.dumps(data), time.time()),
+            "INSERT OR IGNORE INTO events (job_id, type, data, created_at, key) VALUES (?, ?, ?, ?, ?)",
+            (job_id, kind, json.dumps(data), time.time(), key),
         )
+        if cursor.rowcount != 1:
+            return 0  # told already (by another manager following the same job)
         seq = int(cursor.lastrowid or 0)
         # Set before COMMIT, but readers query under the same lock, which this transaction holds until it commits.
         self.last_event_seq = max(self.last_event_seq, seq)
         return seq
 
-    def add_event(self, job_id: str, kind: str, data: dict[str, Any]) -> int:
-        """Append one event to the log; return its sequence number."""
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any], *, key: str | None = None) -> int:
+        """Append one event to the log; return its seq, or 0 when one of this job and type already has this `key`.
+
+        The key makes an event that several managers may see (a step, a checkpoint's path) recorded once.
+        """
         with self._tx() as conn:
-            return self._add_event(conn, job_id, (kind, data))
+            return self._add_event(conn, job_id, (kind, data), key)
 
     def events(
         self, *, after: int = 0, job_id: str | None = None, types: tuple[str, ...] = (), limit: int = 1000

@@ -172,3 +172,18 @@ async def test_import_dataset_tool(bucket: str, root: Path) -> None:
         refused = await client.call_tool("import_dataset", {"source": f"s3://{bucket}/set", "folder": "/etc"})
         assert refused.is_error
     assert (root / "via_tool" / "img0.txt").read_text() == "photo 0"
+
+
+def test_keys_into_the_state_folder_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A root that holds LORA_MCP_HOME: an import into that root may not write lora-mcp's state."""
+    monkeypatch.setenv("LORA_MCP_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("LORA_MCP_ROOTS", str(tmp_path))
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.ensure_dirs()
+    objects = {"set/state/jobs/train-1/config.yaml": b"job: x", "set/state/notes.txt": b"x", "set/ok.txt": b"ok"}
+    client = FakeS3(objects)
+    plan = plan_import(settings, "s3://bucket/set", str(tmp_path), client=client)
+    assert sorted(plan.refused) == ["set/state/jobs/train-1/config.yaml", "set/state/notes.txt"]
+    assert run_import(settings, plan, client=client).downloaded == ["ok.txt"]
+    assert not (tmp_path / "state" / "notes.txt").exists()

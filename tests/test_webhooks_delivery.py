@@ -22,7 +22,7 @@ from lora_mcp.jobs.store import JobStore
 from lora_mcp.notify.outbox import Outbox, outbox_path
 from lora_mcp.notify.service import Notifier
 from lora_mcp.notify.state import delivery_state
-from lora_mcp.notify.webhooks import Backoff
+from lora_mcp.notify.webhooks import Backoff, WebhookFollower
 from lora_mcp.settings import Settings, get_settings
 from lora_mcp.training.service import start_training
 
@@ -231,3 +231,22 @@ def test_the_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = get_settings()
     assert {SECRET, "s3-secret-value"} <= set(settings.secret_values())
     assert settings.webhook_urls == ["http://a.example/h", "http://b.example/h"]
+
+
+def test_a_rebuilt_event_log_is_followed_from_its_start_and_the_follower_settles(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LORA_MCP_WEBHOOK_URLS", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("LORA_MCP_WEBHOOK_SECRET", SECRET)
+    get_settings.cache_clear()
+    settings = get_settings()
+    settings.ensure_dirs()
+    store = JobStore(settings.db_path)
+    follower = WebhookFollower(settings, store, Outbox(outbox_path(settings.home)))
+    with follower.outbox.tx() as conn:
+        follower.outbox.set_cursor(conn, "webhooks", 500)  # a cursor from before jobs.db was rebuilt
+    for n in range(3):
+        store.add_event(f"train-{n}", events.QUEUED, {"kind": "train"})
+    assert follower.take_in() == 3
+    assert follower.take_in() == 0, "the cursor moved back to the new log: nothing is taken in twice"
+    assert follower.outbox.read_cursor("webhooks") == store.max_event_seq()

@@ -97,7 +97,8 @@ class WebhookFollower:
                 if self.outbox.cursor(conn, CURSOR) is None:
                     self.outbox.set_cursor(conn, CURSOR, self.store.max_event_seq())
             return 0
-        if self.store.max_event_seq() < cursor:  # jobs.db was rebuilt and numbers again from 1
+        restarted = self.store.max_event_seq() < cursor  # jobs.db was rebuilt and numbers again from 1
+        if restarted:
             log.warning("jobs.db's event log restarted below the webhook cursor %s: following it from 0", cursor)
             cursor = 0
         batch = self.store.events(after=cursor, limit=BATCH)
@@ -115,7 +116,8 @@ class WebhookFollower:
                         "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         (event.seq, url, event.job_id, event.type, message_id(event), body, now, now),
                     )
-            self.outbox.set_cursor(conn, CURSOR, max(batch[-1].seq, self.outbox.cursor(conn, CURSOR) or 0))
+            moved = batch[-1].seq if restarted else max(batch[-1].seq, self.outbox.cursor(conn, CURSOR) or 0)
+            self.outbox.set_cursor(conn, CURSOR, moved)
         return len(batch)
 
     def _wanted(self, event: JobEvent) -> bool:

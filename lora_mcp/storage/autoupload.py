@@ -57,7 +57,8 @@ class UploadFollower:
                 if self.outbox.cursor(conn, CURSOR) is None:
                     self.outbox.set_cursor(conn, CURSOR, store.max_event_seq())
             return 0
-        cursor = 0 if store.max_event_seq() < cursor else cursor  # jobs.db rebuilt
+        restarted = store.max_event_seq() < cursor  # jobs.db rebuilt: its event log numbers again from 1
+        cursor = 0 if restarted else cursor
         batch = store.events(after=cursor, types=(events.SUCCEEDED,), limit=500)
         if not batch:
             return 0
@@ -69,7 +70,8 @@ class UploadFollower:
                         "INSERT OR IGNORE INTO uploads (job_id, event_seq, next_attempt, updated_at) VALUES (?,?,?,?)",
                         (event.job_id, event.seq, now, now),
                     )
-            self.outbox.set_cursor(conn, CURSOR, max(batch[-1].seq, self.outbox.cursor(conn, CURSOR) or 0))
+            moved = batch[-1].seq if restarted else max(batch[-1].seq, self.outbox.cursor(conn, CURSOR) or 0)
+            self.outbox.set_cursor(conn, CURSOR, moved)
         return len(batch)
 
     def run_due(self) -> None:

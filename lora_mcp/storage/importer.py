@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lora_mcp.dataset.scan import IMAGE_EXTENSIONS
-from lora_mcp.errors import InvalidInput, OperationFailed
+from lora_mcp.errors import InvalidInput, OperationFailed, PathNotAllowed
 from lora_mcp.fsutil import atomic_write
 from lora_mcp.paths import confine
 from lora_mcp.settings import Settings
@@ -106,22 +106,25 @@ def plan_import(settings: Settings, source: str, folder: str, client: Any = None
     with s3_errors(f"Listing {location.uri}", settings):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                _sort(plan, obj, prefix)
+                _sort(plan, obj, prefix, settings.roots)
             if sum(f.size for f in plan.files) > 4 * limit:  # no need to list a huge bucket to say "too big"
                 break
     _check_limit(plan, limit, settings)
     return plan
 
 
-def _sort(plan: ImportPlan, obj: dict[str, Any], prefix: str) -> None:
+def _sort(plan: ImportPlan, obj: dict[str, Any], prefix: str, roots: Sequence[Path]) -> None:
     key = str(obj["Key"])
     if key.endswith("/"):
         return  # a "folder" marker
     rel = safe_relative(key, prefix)
     if rel is not None:
-        resolved = Path(os.path.realpath(plan.folder / rel))
-        if not resolved.is_relative_to(os.path.realpath(plan.folder)):
-            rel = None  # a symlink inside the folder leads out
+        try:  # the roots' own rules too: lengths, '-' names, lora-mcp's state folder inside a root
+            resolved = confine(str(plan.folder / rel), roots, what="key")
+        except PathNotAllowed:
+            resolved = None
+        if resolved is None or not resolved.is_relative_to(os.path.realpath(plan.folder)):
+            rel = None  # refused by the roots, or a symlink inside the folder leads out
     if rel is None:
         plan.refused.append(key)
     elif PurePosixPath(rel).suffix.lower() in DATASET_SUFFIXES:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the manager imports nothing from here; at run time the argu
 __all__ = [
     "LAUNCH_NOTES_NAME",
     "NEXT_STEP",
+    "JobList",
+    "JobLogs",
     "JobOutputs",
     "JobStatus",
     "StatusPart",
@@ -107,6 +109,19 @@ class JobStatus(BaseModel):
         "last_error, last_delivered_at).",
     )
     next_step: str = Field(description="What to call next.")
+
+
+class JobList(BaseModel):
+    """Jobs, newest first."""
+
+    jobs: list[JobStatus]
+
+
+class JobLogs(BaseModel):
+    """The last lines of a job's log (carriage-return repaints collapsed to their final state, secrets redacted)."""
+
+    job_id: str
+    lines: list[str]
 
 
 def job_outputs(raw: dict[str, Any]) -> JobOutputs:

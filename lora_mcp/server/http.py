@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 HttpTransport = Literal["sse", "streamable-http"]
 HEALTH_PATH = "/healthz"
-REST_PREFIX = "/api/v1"
 GRACEFUL_SHUTDOWN_SECONDS = 10
 """On SIGTERM, how long open connections (event streams, keep-alive clients) may delay the exit before they are cut."""
 LOOPBACK_NAMES = {"localhost"}
@@ -217,11 +216,11 @@ def build_http_app(
 def with_rest_and_dashboard(mcp_app: Starlette, state: AppState, security: TransportSecuritySettings) -> Starlette:
     """`mcp_app` with the REST API and the dashboard beside it, and a lifespan that runs the job manager."""
     from lora_mcp.server.dashboard import dashboard_routes
-    from lora_mcp.server.rest import EventHub, HostOriginGuard, build_rest_app
+    from lora_mcp.server.rest import PREFIX, EventHub, HostOriginGuard, build_rest_app
 
     hub = EventHub(store_of=lambda: state.manager.store)
     routes: list[BaseRoute] = [
-        Mount(REST_PREFIX, app=HostOriginGuard(build_rest_app(state, hub), security)),
+        Mount(PREFIX, app=HostOriginGuard(build_rest_app(state, hub), security)),
         *dashboard_routes(lambda app: HostOriginGuard(app, security)),
         Mount("", app=mcp_app),
     ]
@@ -274,6 +273,8 @@ def serve_http(
         allowed_hosts=allowed_hosts,
         session_idle_seconds=session_idle_seconds,
     )
+    from lora_mcp.server.rest import PREFIX
+
     where = f"[{host}]" if ":" in host else host
     log.info(
         "dashboard at http://%s:%d/ ; REST API at http://%s:%d%s (see docs/rest-api.md)",
@@ -281,7 +282,7 @@ def serve_http(
         port,
         where,
         port,
-        REST_PREFIX,
+        PREFIX,
     )
     uvicorn.run(
         app,

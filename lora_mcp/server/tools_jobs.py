@@ -11,11 +11,11 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp_types import CallToolResult, ImageContent, TextContent
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from lora_mcp.errors import LoraMcpError
 from lora_mcp.jobs.models import JobKind, JobState, Progress
-from lora_mcp.jobs.status import JobStatus, job_status
+from lora_mcp.jobs.status import JobList, JobLogs, JobStatus, job_status
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.server.app import AppState
 from lora_mcp.server.errors import tool_errors
@@ -25,19 +25,6 @@ from lora_mcp.training.checkpoints import CheckpointComparison
 MAX_WAIT_SECONDS = 45.0
 
 JobId = Annotated[str, Field(description="A job id as returned by start_training or list_jobs.")]
-
-
-class JobList(BaseModel):
-    """Jobs, newest first."""
-
-    jobs: list[JobStatus]
-
-
-class JobLogs(BaseModel):
-    """The last lines of a job's log (carriage-return repaints collapsed to their final state)."""
-
-    job_id: str
-    lines: list[str]
 
 
 def job_images(status: JobStatus, log_text: str) -> list[ImageContent]:

@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from lora_mcp.server.rest.app import HostOriginGuard, build_rest_app, operations
 from lora_mcp.server.rest.hub import EventHub
+from lora_mcp.server.rest.models import PREFIX
 
-__all__ = ["EventHub", "HostOriginGuard", "build_rest_app", "operations"]
+__all__ = ["PREFIX", "EventHub", "HostOriginGuard", "build_rest_app", "operations"]

@@ -46,7 +46,7 @@ def operations(hub: EventHub) -> list[r.Operation]:
         op("GET", "/jobs/{job_id}", get_job, response=JobStatus),
         op("POST", "/jobs/{job_id}/cancel", cancel_job, response=JobStatus),
         op("POST", "/jobs/{job_id}/resume", j.resume_job, response=JobStatus),
-        op("GET", "/jobs/{job_id}/log", j.job_log, query=m.TailQuery, response=m.JobLog),
+        op("GET", "/jobs/{job_id}/log", j.job_log, query=m.TailQuery, response=m.JobLogs),
         op("GET", "/jobs/{job_id}/config", j.job_config, media_type="application/yaml"),
         op("GET", "/jobs/{job_id}/loss", j.job_loss, response=m.LossSeries),
         op("GET", "/jobs/{job_id}/samples", j.job_samples, response=m.SampleList),

@@ -53,9 +53,11 @@ class EventHub:
     async def run(self) -> None:
         """Follow the log until cancelled; a failing read is logged and tried again."""
         next_db_poll = 0.0
+        store: JobStore | None = None
         while True:
             try:
-                store = await anyio.to_thread.run_sync(self.store_of)
+                if store is None:  # opened once (the job manager's); a failed open is tried again
+                    store = await anyio.to_thread.run_sync(self.store_of)
                 if self.head < 0:
                     self.head = self._start = await anyio.to_thread.run_sync(store.max_event_seq)
                 now = anyio.current_time()

@@ -85,11 +85,11 @@ async def resume_job(request: Request, state: AppState) -> JobStatus:
     return status
 
 
-async def job_log(request: Request, state: AppState) -> m.JobLog:
+async def job_log(request: Request, state: AppState) -> m.JobLogs:
     """The last lines of a job's log, secrets redacted (the job_logs tool)."""
     query, job_id = query_of(request, m.TailQuery), job_id_of(request)
     lines: list[str] = await thread(state.manager.tail, job_id, query.tail)
-    return m.JobLog(job_id=job_id, lines=lines)
+    return m.JobLogs(job_id=job_id, lines=lines)
 
 
 async def job_loss(request: Request, state: AppState) -> m.LossSeries:
@@ -100,13 +100,18 @@ async def job_loss(request: Request, state: AppState) -> m.LossSeries:
     return m.LossSeries(job_id=job_id, points=points)
 
 
-async def job_config(request: Request, state: AppState) -> Response:
-    """The AI-Toolkit config a job runs, as YAML (frozen when it was queued)."""
-    job = await thread(state.manager.get, job_id_of(request))
+def read_config(state: AppState, job_id: str) -> str:
+    """The frozen config of a job, as text."""
+    job = state.manager.get(job_id)
     path = job.job_dir / "config.yaml"
     if not path.is_file():
         raise NotFound(f"Job {job.id} has no config.yaml (a {job.kind.value} job has none).")
-    text = await anyio.to_thread.run_sync(path.read_text, "utf-8")
+    return path.read_text("utf-8")
+
+
+async def job_config(request: Request, state: AppState) -> Response:
+    """The AI-Toolkit config a job runs, as YAML (frozen when it was queued)."""
+    text: str = await thread(read_config, state, job_id_of(request))
     return Response(text, media_type="application/yaml")
 
 
@@ -118,7 +123,7 @@ def sample_list(state: AppState, job_id: str) -> m.SampleList:
             file=Path(s.path).name,
             step=s.step,
             prompt_index=s.prompt_index,
-            url=f"/api/v1/jobs/{job_id}/samples/{Path(s.path).name}",
+            url=f"{m.PREFIX}/jobs/{job_id}/samples/{Path(s.path).name}",
         )
         for s in sorted(samples, key=lambda s: (s.step, s.prompt_index))
     ]
@@ -137,13 +142,20 @@ async def job_sample_file(request: Request, state: AppState) -> Response:
     if "/" in name or "\\" in name or sample_from_path(name) is None:
         raise InvalidInput(
             f"{name!r} is not a sample file name (AI-Toolkit names them <time>__<step>_<prompt>.jpg).",
-            hint=f"GET /api/v1/jobs/{job_id}/samples lists them.",
+            hint=f"GET {m.PREFIX}/jobs/{job_id}/samples lists them.",
             field="file",
         )
-    listed: list[str] = (await thread(status_of, state, job_id)).outputs.samples
-    path = next((Path(p) for p in listed if Path(p).name == name), None)
-    if path is None or not path.is_file():
-        raise NotFound(f"Job {job_id} has no sample {name!r}.", hint=f"GET /api/v1/jobs/{job_id}/samples lists them.")
+
+    def listed_file() -> Path | None:
+        listed = status_of(state, job_id).outputs.samples
+        path = next((Path(p) for p in listed if Path(p).name == name), None)
+        return path if path is not None and path.is_file() else None
+
+    path: Path | None = await thread(listed_file)
+    if path is None:
+        raise NotFound(
+            f"Job {job_id} has no sample {name!r}.", hint=f"GET {m.PREFIX}/jobs/{job_id}/samples lists them."
+        )
     return FileResponse(path, headers={"cache-control": "private, max-age=86400, immutable"})
 
 

@@ -11,9 +11,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lora_mcp.jobs.models import JobKind, JobState
-from lora_mcp.jobs.status import JobStatus
+from lora_mcp.jobs.status import JobList, JobLogs
 from lora_mcp.review.models import LoraType, Style
 from lora_mcp.training.config import LoRATrainingConfig
+
+PREFIX = "/api/v1"
+"""Where `lora_mcp.server.http` mounts the REST API."""
+
+__all__ = ["JobList", "JobLogs"]  # shared with the MCP tools (lora_mcp.jobs.status)
 
 
 class Body(BaseModel):
@@ -97,19 +102,6 @@ class EventsQuery(Body):
     after: int = Field(
         default=0, ge=-1, description="Replay the events with a larger seq; 0: the whole log; -1: only new events."
     )
-
-
-class JobList(BaseModel):
-    """Jobs, newest first."""
-
-    jobs: list[JobStatus]
-
-
-class JobLog(BaseModel):
-    """The last lines of a job's log (carriage-return repaints collapsed to their final state, secrets redacted)."""
-
-    job_id: str
-    lines: list[str]
 
 
 class LossPoint(BaseModel):

@@ -10,11 +10,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from lora_mcp import __version__
-from lora_mcp.server.rest.models import EventRecord
+from lora_mcp.server.rest.models import PREFIX, EventRecord
 from lora_mcp.server.rest.problems import PROBLEM_MEDIA_TYPE, ProblemDetails
 from lora_mcp.server.rest.routes import Operation
 
-PREFIX = "/api/v1"
 REF = "#/components/schemas/{model}"
 
 

@@ -121,7 +121,7 @@ async def inspect_dataset(request: Request, state: AppState) -> DatasetReport:
     from lora_mcp.dataset.inspect import inspect_dataset as inspect_folder
 
     body = await body_of(request, m.InspectRequest)
-    path = confine_existing_dir(body.folder, state.settings.roots)
+    path = await thread(confine_existing_dir, body.folder, state.settings.roots)
     run_it = partial(
         inspect_folder,
         path,
@@ -138,7 +138,7 @@ async def start_captions(request: Request, state: AppState) -> JobStatus:
     from lora_mcp.captioning.service import start_captioning
 
     body = await body_of(request, CaptionRequest)
-    folder = confine_existing_dir(str(body.folder), state.settings.roots)
+    folder = await thread(confine_existing_dir, str(body.folder), state.settings.roots)
     status: JobStatus = await thread(start_captioning, state.manager, body.model_copy(update={"folder": folder}))
     return status
 
@@ -149,7 +149,7 @@ async def start_review(request: Request, state: AppState) -> JobStatus:
     from lora_mcp.review.service import start_review as start
 
     body = await body_of(request, m.ReviewRequest)
-    folder = confine_existing_dir(body.folder, state.settings.roots)
+    folder = await thread(confine_existing_dir, body.folder, state.settings.roots)
     params = ReviewParams.request(state.settings, **{**body.model_dump(), "folder": str(folder)})
     status: JobStatus = await thread(start, state.manager, params)
     return status
@@ -160,7 +160,7 @@ async def apply_review(request: Request, state: AppState) -> ApplyResult:
     from lora_mcp.review.apply import apply_review as apply
 
     body = await body_of(request, m.ApplyReviewRequest)
-    path = confine_existing_file(body.review_file, state.settings.roots, what="review_file")
+    path = await thread(partial(confine_existing_file, what="review_file"), body.review_file, state.settings.roots)
     result: ApplyResult = await thread(apply, path, body.approve, state.settings.roots)
     return result
 

@@ -199,7 +199,9 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """The secrets this server holds, to be redacted from anything shown to an agent."""
-        return [s for s in (self.http_token, self.openai_api_key, self.s3_secret_access_key, self.webhook_secret) if s]
+        secrets = (self.http_token, self.openai_api_key, self.s3_secret_access_key, self.webhook_secret)
+        # A webhook URL often carries its receiver's token in the path (Slack, Discord, n8n): redacted whole.
+        return [s for s in (*secrets, *self.webhook_urls) if s]
 
     def trainer_python(self) -> Path:
         """The interpreter that runs AI-Toolkit's run.py."""

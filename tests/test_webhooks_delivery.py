@@ -229,7 +229,7 @@ def test_the_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LORA_MCP_WEBHOOK_URLS", "http://a.example/h, http://b.example/h")
     get_settings.cache_clear()
     settings = get_settings()
-    assert {SECRET, "s3-secret-value"} <= set(settings.secret_values())
+    assert {SECRET, "s3-secret-value", "http://a.example/h", "http://b.example/h"} <= set(settings.secret_values())
     assert settings.webhook_urls == ["http://a.example/h", "http://b.example/h"]
 
 

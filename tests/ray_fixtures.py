@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,14 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_transports import free_port
 
 RAY = Path(sys.executable).with_name("ray")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_jobs_api(address: str, timeout: float = 60) -> None:

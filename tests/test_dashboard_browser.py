@@ -14,8 +14,8 @@ import httpx
 import pytest
 from rest_fixtures import API, start_job, start_rest_server, wait_state
 from storage_fixtures import BUCKET, weed_server
-from test_transports import TOKEN, HttpServer, stop
-from webhook_fixtures import SECRET, Receiver, body_of, free_port
+from test_transports import TOKEN, HttpServer, free_port, stop
+from webhook_fixtures import SECRET, Receiver, body_of
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):

@@ -3,7 +3,6 @@ details with the MCP codes, confinement, and the event stream (live, to the end,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import SHARED_IMAGES
+from jobs_fixtures import wait_until
 from mcp import Client
 from rest_fixtures import API, config_body, read_sse, start_job, start_rest_server, wait_state
 from review_fixtures import make_captioned_folder
@@ -186,7 +186,10 @@ def test_live_reconnect_mid_run(client: httpx.Client, server: HttpServer, shared
             first.append(event)
             if event.event == "job.progress" and event.data["data"]["step"] >= 10:
                 break  # the client goes away mid-run
-    time.sleep(0.5)  # events are written while nobody listens
+    seen = first[-1].data["data"]["step"]
+    wait_until(  # events are written while nobody listens
+        lambda: client.get(f"{API}/jobs/{job_id}").json()["step"] > seen + 5, timeout=60, what="steps while away"
+    )
     with client.stream("GET", f"{API}/jobs/{job_id}/events", headers={"Last-Event-ID": str(first[-1].id)}) as reply:
         second = list(read_sse(reply))
     with client.stream("GET", f"{API}/jobs/{job_id}/events") as reply:

@@ -3,7 +3,6 @@ while the storage refuses it, visible through upload_state, and announced as lor
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 from jobs_fixtures import new_manager, use_fake_aitk, wait_final, wait_until, write_config
 from storage_fixtures import S3Server, weed_server
-from webhook_fixtures import SECRET, Receiver, body_of, free_port
+from test_transports import free_port
+from webhook_fixtures import SECRET, Receiver, body_of
 
 from lora_mcp.assembly import open_manager
 from lora_mcp.jobs import events
@@ -57,7 +57,6 @@ def test_a_succeeded_job_is_uploaded_once_the_storage_accepts_it(
         assert "wrong" not in (pending.error or "")
 
         manager.settings = settings  # the operator fixes the key (and restarts)
-        time.sleep(0.3)
         notifier.start()
         wait_until(lambda: (upload_state(settings, job.id) or pending).state == "done", timeout=30, what="upload")
         wait_until(

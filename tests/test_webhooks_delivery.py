@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 from jobs_fixtures import new_manager, use_fake_aitk, wait_final, wait_until, write_config
-from webhook_fixtures import SECRET, Receiver, body_of, free_port
+from test_transports import free_port
+from webhook_fixtures import SECRET, Receiver, body_of
 
 from lora_mcp.jobs import events
 from lora_mcp.jobs.manager import JobManager

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -86,12 +85,6 @@ class Receiver:
                 seen.add(r.msg_id)
                 out.append(r)
         return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def body_of(received: Received) -> dict[str, Any]:

@@ -116,3 +116,12 @@ def test_a_later_manager_reattaches_through_the_executor_that_launched(
     assert second.calls[:1] == ["reattach"] and "poll" in second.calls
     later.cancel(job.id)
     assert wait_final(later, job.id, timeout=30).state == JobState.CANCELLED
+
+
+def test_a_ray_job_carries_no_secret_and_no_host_paths() -> None:
+    """A Ray job's runtime_env is shown on the cluster's dashboard and applies on another machine."""
+    from lora_mcp.jobs.executors.ray import remote_variable
+
+    assert all(remote_variable(n) for n in ("HF_HOME", "HF_HUB_OFFLINE", "PYTORCH_CUDA_ALLOC_CONF", "SEED"))
+    hidden = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY", "PATH", "HOME", "CUDA_VISIBLE_DEVICES")
+    assert not any(remote_variable(n) for n in hidden)

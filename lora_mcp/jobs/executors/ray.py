@@ -33,13 +33,21 @@ from lora_mcp.jobs.kinds import LaunchSpec
 from lora_mcp.jobs.models import JobError
 from lora_mcp.jobs.store import JobRecord
 from lora_mcp.jobs.supervisor import LOG_NAME
+from lora_mcp.secrets import SECRET_NAME
 from lora_mcp.settings import Settings
 
 log = logging.getLogger(__name__)
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-NOT_PASSED = ("CUDA_VISIBLE_DEVICES",)
-"""Ray sets these for the GPUs it assigns; the server's own value must not override them."""
+NOT_PASSED = ("CUDA_VISIBLE_DEVICES", "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "TEMP", "TMP", "LD_LIBRARY_PATH")
+"""Left to each node: Ray picks the GPU, and paths, user and temp folders are the node's own. Secrets (`HF_TOKEN`...)
+are left out too: a Ray job's runtime_env is shown on the cluster's dashboard; a node gets its own from the
+environment `ray start` ran in."""
+
+
+def remote_variable(name: str) -> bool:
+    """True for a trainer environment variable a Ray job carries to whichever node runs it."""
+    return name not in NOT_PASSED and not SECRET_NAME.search(name)
 
 
 @dataclass
@@ -107,7 +115,7 @@ class RayExecutor:
             job.job_dir / EXECUTOR_NAME,
             json.dumps({"executor": self.name, "address": self.address, "submission_id": job.id, "log_base": base}),
         )
-        env = {k: v for k, v in {"PYTHONUNBUFFERED": "1", **spec.env}.items() if k not in NOT_PASSED}
+        env = {k: v for k, v in {"PYTHONUNBUFFERED": "1", **spec.env}.items() if remote_variable(k)}
         gpus = self.gpus_per_job if job.lane_kind == "gpu" else 0
         try:
             self.client().submit_job(
